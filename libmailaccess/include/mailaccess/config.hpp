@@ -1,0 +1,85 @@
+#pragma once
+/// The effective configuration: one TOML file (or the embedded default) plus `--set` overrides.
+/// Errors name the file, line and key. Immutable once loaded; shared as shared_ptr<const Config>.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mailaccess/result.hpp"
+#include "mailaccess/spi/host.hpp"
+#include "mailaccess/spi/protocol.hpp"
+
+namespace mailaccess {
+
+struct ListenerConfig {
+  std::string name;      ///< the table name under [listeners], e.g. "imaps"
+  std::string protocol;  ///< "imap", "pop3", "lmtp"
+  std::string address;   ///< "127.0.0.1", "::1", or "unix:/path/to/socket"
+  uint16_t port = 0;
+  spi::TlsMode tls = spi::TlsMode::None;
+  bool enabled = true;
+};
+
+struct LoadOptions {
+  std::optional<std::string> path;     ///< nullopt: the embedded default
+  std::optional<std::string> state_dir;  ///< --state-dir
+  std::vector<std::string> overrides;  ///< "section.key=value", TOML value syntax or a bare string
+};
+
+class Config final : public spi::ConfigView {
+ public:
+  /// Loads and checks the core keys. Plugin sections are checked later by validate_plugins().
+  static Result<std::shared_ptr<Config>> load(const LoadOptions& options);
+  /// The embedded default as TOML text.
+  static const char* default_toml() noexcept;
+
+  ~Config() override;
+
+  // spi::ConfigView
+  std::optional<std::string> get_string(std::string_view key) const noexcept override;
+  std::optional<int64_t> get_int(std::string_view key) const noexcept override;
+  std::optional<bool> get_bool(std::string_view key) const noexcept override;
+  std::optional<std::vector<std::string>> get_strings(std::string_view key) const noexcept override;
+
+  /// Refuses keys in a section of a loaded plugin that the plugin did not declare, and keys of
+  /// unknown type; fills in plugin defaults. Sections of plugins not loaded only warn (returned).
+  Result<std::vector<std::string>> validate_plugins(const std::vector<spi::ConfigKey>& declared,
+                                                    const std::vector<std::string>& loaded_plugins);
+
+  /// The effective config as TOML (what `mailaccess config show` prints).
+  std::string to_toml() const;
+  /// Where it came from ("<embedded default>" or the file path).
+  const std::string& source() const noexcept;
+
+  // Core settings, already checked.
+  const std::string& state_dir() const noexcept;      ///< server.state_dir (absolute)
+  const std::string& plugin_dir() const noexcept;     ///< server.plugin_dir
+  std::vector<std::string> enabled_plugins() const;   ///< server.plugins; empty = all found
+  int threads() const noexcept;                       ///< server.threads; 0 = one per core
+  const std::vector<ListenerConfig>& listeners() const noexcept;
+  const std::string& tls_cert() const noexcept;       ///< tls.cert (PEM); made if absent and tls.self_signed
+  const std::string& tls_key() const noexcept;        ///< tls.key
+  bool tls_self_signed() const noexcept;              ///< tls.self_signed: generate on first start
+  const std::string& passwd_file() const noexcept;    ///< auth.passwd_file
+  const std::string& storage_backend() const noexcept;  ///< storage.backend ("maildir")
+  /// storage.path with %u (user) and %h (home) expanded, e.g. "<state>/mail/%u/Maildir".
+  std::string mail_path(std::string_view user, std::string_view home) const;
+  std::size_t max_line_bytes() const noexcept;        ///< limits.line_bytes
+  std::size_t max_literal_bytes() const noexcept;     ///< limits.literal_bytes
+  std::chrono::seconds idle_timeout() const noexcept; ///< limits.idle_timeout_seconds
+  std::size_t max_connections() const noexcept;       ///< limits.connections
+  std::size_t max_connections_per_ip() const noexcept;  ///< limits.connections_per_ip
+  const std::string& log_level() const noexcept;      ///< log.level
+
+  struct Impl;
+  explicit Config(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mailaccess

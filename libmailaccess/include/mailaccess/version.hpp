@@ -1,0 +1,5 @@
+#pragma once
+namespace mailaccess {
+/// The release version of libmailaccess (not the plugin ABI version).
+const char* version() noexcept;
+}  // namespace mailaccess
