@@ -24,6 +24,10 @@ struct ListenerConfig {
   bool enabled = true;
 };
 
+/// Every core key with its type, default (TOML text) and help: the documentation of the config
+/// file (`mailaccess config keys` prints it). Listener keys are listed as "listeners.*.<key>".
+std::vector<spi::ConfigKey> core_config_keys();
+
 struct LoadOptions {
   std::optional<std::string> path;     ///< nullopt: the embedded default
   std::optional<std::string> state_dir;  ///< --state-dir
@@ -59,14 +63,21 @@ class Config final : public spi::ConfigView {
   const std::string& state_dir() const noexcept;      ///< server.state_dir (absolute)
   const std::string& plugin_dir() const noexcept;     ///< server.plugin_dir
   std::vector<std::string> enabled_plugins() const;   ///< server.plugins; empty = all found
+  std::vector<std::string> required_plugins() const;  ///< server.required_plugins
   int threads() const noexcept;                       ///< server.threads; 0 = one per core
   const std::vector<ListenerConfig>& listeners() const noexcept;
   const std::string& tls_cert() const noexcept;       ///< tls.cert (PEM); made if absent and tls.self_signed
   const std::string& tls_key() const noexcept;        ///< tls.key
   bool tls_self_signed() const noexcept;              ///< tls.self_signed: generate on first start
-  const std::string& passwd_file() const noexcept;    ///< auth.passwd_file
+  const std::string& passwd_file() const noexcept;    ///< auth.passwd_file (absolute)
+  bool create_demo_user() const noexcept;             ///< auth.create_demo_user
+  std::vector<std::string> auth_mechanisms() const;   ///< auth.mechanisms, upper case
+  std::chrono::milliseconds failure_delay() const noexcept;      ///< auth.failure_delay_ms
+  std::chrono::milliseconds max_failure_delay() const noexcept;  ///< auth.max_failure_delay_ms
+  const std::string& default_password_scheme() const noexcept;   ///< auth.default_scheme
   const std::string& storage_backend() const noexcept;  ///< storage.backend ("maildir")
-  /// storage.path with %u (user) and %h (home) expanded, e.g. "<state>/mail/%u/Maildir".
+  /// storage.path with %u (user), %n (local part), %d (domain), %h (home; <state>/home/%u when
+  /// the user has none) and %% expanded; a relative result is taken relative to the state dir.
   std::string mail_path(std::string_view user, std::string_view home) const;
   std::size_t max_line_bytes() const noexcept;        ///< limits.line_bytes
   std::size_t max_literal_bytes() const noexcept;     ///< limits.literal_bytes
