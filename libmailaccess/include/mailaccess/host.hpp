@@ -13,8 +13,11 @@
 
 namespace mailaccess {
 
+/// Registrations happen on the main thread while plugins are created; lookups may come from any
+/// thread afterwards (the registries are guarded). Destroy the PluginManager before the CoreHost.
 class CoreHost final : public spi::Host {
  public:
+  /// Builds the user database (make_auth) and an in-memory change bus for `config`.
   explicit CoreHost(std::shared_ptr<const Config> config);
   ~CoreHost() override;
 
@@ -42,6 +45,14 @@ class CoreHost final : public spi::Host {
   spi::ProtocolFactory* find_protocol(std::string_view protocol) const noexcept;
   /// The backend named `name`, or nullptr.
   spi::StorageBackend* find_backend(std::string_view name) const noexcept;
+  /// Protocols served by registered factories (for `mailaccess plugins`, listener checks).
+  std::vector<std::string> protocols() const;
+
+  /// Forget a registration (PluginManager calls these before it destroys a plugin, so the
+  /// registries never point into an unloaded library).
+  void unregister_protocol(spi::ProtocolFactory& factory) noexcept;
+  void unregister_backend(spi::StorageBackend& backend) noexcept;
+  void unregister_service(std::string_view name, void* service) noexcept;
 
  private:
   struct Impl;
