@@ -5,6 +5,17 @@
 /// FETCH ENVELOPE/BODYSTRUCTURE and header SEARCH never re-read the message file.
 ///
 /// Offsets are into the message exactly as the storage API returns it (CRLF line endings).
+/// The parser also accepts bare-LF messages; offsets and sizes then count the bytes as given.
+///
+/// Shape guarantees of a parse (the IMAP writer relies on them):
+/// - a multipart/* part has at least one child (an empty multipart gets one empty text/plain
+///   child, as Dovecot writes it); a message/rfc822 part has exactly one child (the embedded
+///   message's top-level part) and a message_envelope;
+/// - every other part has no children;
+/// - for every part, header_offset + header_size == body_offset, and the header and body ranges
+///   lie within the message and within the parent's body.
+///
+/// Everything here is thread-safe: no function keeps state between calls.
 
 #include <cstdint>
 #include <memory>
@@ -21,20 +32,34 @@ namespace mailaccess::mime {
 /// Bumped when the serialized form changes; a cache entry of another version is re-parsed.
 constexpr uint32_t kStructureFormatVersion = 1;
 
+/// Default nesting limit (multipart and message/rfc822 levels below the top).
+constexpr uint32_t kMaxNestingDepth = 100;
+/// Default limit of body parts in one message, counting the top-level part.
+constexpr uint32_t kMaxParts = 10000;
+
 /// One address of an ENVELOPE address list. Group syntax follows RFC 9051 §7.5.2: a group start
 /// has mailbox=name and host=nullopt; the group end has both mailbox and host nullopt.
+/// A broken address keeps what could be read; a missing local part or domain is given as
+/// "MISSING_MAILBOX" / "MISSING_DOMAIN" (never nullopt, which would mean a group), as Dovecot
+/// sends it.
 struct Address {
   std::optional<std::string> name;     ///< display name, raw (still RFC 2047 encoded)
   std::optional<std::string> adl;      ///< source route, almost always nullopt
   std::optional<std::string> mailbox;  ///< local part
   std::optional<std::string> host;     ///< domain
+
+  bool operator==(const Address&) const = default;
 };
 
 /// ENVELOPE fields, raw header values (unfolded, not decoded); nullopt prints as NIL.
+/// sender and reply_to already hold the From addresses when their header is absent or empty
+/// (RFC 9051 §7.5.2), so the lists are exactly what ENVELOPE sends.
 struct Envelope {
   std::optional<std::string> date, subject;
   std::vector<Address> from, sender, reply_to, to, cc, bcc;
   std::optional<std::string> in_reply_to, message_id;
+
+  bool operator==(const Envelope&) const = default;
 };
 
 using Params = std::vector<std::pair<std::string, std::string>>;
@@ -43,13 +68,15 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 struct BodyPart {
   std::string type = "text";     ///< as written in the header; compare case-insensitively
   std::string subtype = "plain";
-  Params params;                 ///< Content-Type parameters, RFC 2231 decoded and joined
+  /// Content-Type parameters, RFC 2231 decoded, joined and converted to UTF-8; names are
+  /// lower-case. A part without a (valid) Content-Type has charset=us-ascii (RFC 2045 §5.2).
+  Params params;
   std::optional<std::string> id, description, md5;
-  std::string encoding = "7bit";  ///< Content-Transfer-Encoding
-  std::optional<std::string> disposition;
-  Params disposition_params;
-  std::vector<std::string> language;
-  std::optional<std::string> location;
+  std::string encoding = "7bit";  ///< Content-Transfer-Encoding, as written (default 7bit)
+  std::optional<std::string> disposition;  ///< Content-Disposition type, as written
+  Params disposition_params;               ///< same decoding as params
+  std::vector<std::string> language;       ///< Content-Language tags
+  std::optional<std::string> location;     ///< Content-Location
 
   uint64_t header_offset = 0;  ///< where this part's MIME header starts
   uint64_t header_size = 0;    ///< including the blank line that ends it
@@ -65,6 +92,14 @@ struct BodyPart {
   BodyPart& operator=(const BodyPart& other);
   BodyPart(BodyPart&&) noexcept = default;
   BodyPart& operator=(BodyPart&&) noexcept = default;
+
+  /// Deep comparison, including children and the embedded envelope.
+  bool operator==(const BodyPart& other) const;
+
+  /// True if the type (and, when given, the subtype) match, case-insensitively.
+  bool is(std::string_view type_name, std::string_view subtype_name = {}) const noexcept;
+  bool is_multipart() const noexcept { return is("multipart"); }
+  bool is_message_rfc822() const noexcept { return is("message", "rfc822"); }
 };
 
 /// A whole message's parse.
@@ -73,19 +108,104 @@ struct MessageStructure {
   Envelope envelope;
   BodyPart root;  ///< root.header_* covers the message header; the body is root.body_*
   /// Header fields kept for SEARCH/SORT: lower-case name, raw unfolded value, in order.
+  /// All fields of the top-level header are kept.
   std::vector<std::pair<std::string, std::string>> headers;
+
+  bool operator==(const MessageStructure&) const = default;
+};
+
+/// Limits for parse(); parts past them are not descended into (see parse()).
+struct ParseLimits {
+  uint32_t max_depth = kMaxNestingDepth;
+  uint32_t max_parts = kMaxParts;
 };
 
 /// Parses a message. Never fails on malformed input: it degrades (as Dovecot does) to a text/plain
 /// body, keeps offsets consistent, and stops nesting past a limit.
+///
+/// Degradation rules: a header ends at the first empty line, at a boundary line of an enclosing
+/// multipart, or at the end of the message; when its first line cannot be a header field the
+/// entity has no header and the body starts at once, while a broken line later in the header
+/// (or an mbox "From " line) is skipped. A multipart without boundary or without any part gets one empty
+/// text/plain child. A multipart or message/rfc822 part past the nesting or part-count limit is
+/// reported as application/octet-stream with no children. A missing close-delimiter ends the
+/// multipart where an enclosing boundary or the message ends.
 MessageStructure parse(std::string_view message);
+MessageStructure parse(std::string_view message, const ParseLimits& limits);
 
 /// Compact binary form for a backend's cache, and back. deserialize() fails with Corrupt on a
-/// damaged or other-version blob (the caller then re-parses the message).
+/// damaged or other-version blob (the caller then re-parses the message). The blob carries a
+/// checksum; every length and count is bounds-checked.
 std::string serialize(const MessageStructure& structure);
 Result<MessageStructure> deserialize(std::string_view blob);
 
+/// Parses an address-list header value (From, To, Cc...; RFC 5322 §3.4) into ENVELOPE addresses,
+/// with groups, routes, quoted strings and comments (a comment stands in for a missing display
+/// name). Never fails; an empty or unreadable value gives an empty list.
+std::vector<Address> parse_address_list(std::string_view value);
+
 /// RFC 2047 decoding of a header value to UTF-8 (unknown charsets are kept as they are).
+/// Adjacent encoded words are joined (RFC 2047 §6.2), even when a multi-byte character is split
+/// between them; raw 8-bit text that is not UTF-8 is read as Windows-1252.
 std::string decode_header_value(std::string_view raw);
+
+/// Converts text in `charset` to UTF-8 with glibc iconv. Invalid sequences become U+FFFD.
+/// us-ascii and iso-8859-1 labels are read as Windows-1252 (a superset that real mail uses under
+/// those labels). Fails with Conversion when the charset is unknown.
+Result<std::string> charset_to_utf8(std::string_view charset, std::string_view bytes);
+
+/// Streaming base64 decoder (RFC 2045 §6.8): feed chunks of any size; characters outside the
+/// alphabet are skipped, '=' ends a group (so concatenated encodings decode too).
+class Base64Decoder {
+ public:
+  /// Decodes `in`, appending to `out`.
+  void feed(std::string_view in, std::string& out);
+  /// Flushes a trailing partial group.
+  void finish(std::string& out);
+
+ private:
+  uint32_t bits_ = 0;
+  int count_ = 0;
+};
+
+/// Streaming quoted-printable decoder (RFC 2045 §6.7): soft line breaks removed, trailing white
+/// space of each line dropped, "=XX" decoded (lower-case hex accepted); an invalid '=' sequence
+/// is kept literally. Line endings are kept as they come.
+class QuotedPrintableDecoder {
+ public:
+  void feed(std::string_view in, std::string& out);
+  void finish(std::string& out);
+
+ private:
+  void decode_line(std::string_view line, std::string_view newline, bool complete,
+                   std::string& out);
+  std::string pending_;  // an incomplete line
+};
+
+std::string decode_base64(std::string_view in);
+std::string decode_quoted_printable(std::string_view in);
+/// Decodes a body by Content-Transfer-Encoding name (base64, quoted-printable; anything else,
+/// including 7bit/8bit/binary and unknown encodings, is returned unchanged).
+std::string decode_transfer_encoding(std::string_view encoding, std::string_view body);
+
+/// The bytes of a part's header / body in `message`, clamped to the message (a structure from a
+/// stale cache never reads out of bounds). Views into `message`.
+std::string_view part_header(std::string_view message, const BodyPart& part) noexcept;
+std::string_view part_body(std::string_view message, const BodyPart& part) noexcept;
+
+/// A part's body with its transfer encoding removed (what IMAP BINARY returns).
+std::string decode_part_body(std::string_view message, const BodyPart& part);
+
+/// A part's body as UTF-8 text: transfer encoding removed, then converted from its charset
+/// parameter (us-ascii when absent; an unknown charset is read as UTF-8 with a Windows-1252
+/// fallback). For the indexer and snippets; meaningful for text/* parts.
+std::string decode_part_text(std::string_view message, const BodyPart& part);
+
+/// The value of a parameter (case-insensitive name), or nullopt.
+std::optional<std::string_view> find_param(const Params& params, std::string_view name) noexcept;
+
+/// The first top-level header field of that name (case-insensitive), or nullopt.
+std::optional<std::string_view> find_header(const MessageStructure& structure,
+                                            std::string_view name) noexcept;
 
 }  // namespace mailaccess::mime

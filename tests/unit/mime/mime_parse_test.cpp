@@ -1,0 +1,382 @@
+// Parser tests on small hand-written messages: header parsing, structure, offsets, defaults,
+// parameters (RFC 2231), ENVELOPE addresses, limits.
+
+#include <gtest/gtest.h>
+
+#include "mailaccess/mime.hpp"
+#include "mime_test_util.hpp"
+
+namespace mailaccess::mime {
+namespace {
+
+using test::body_of;
+using test::check_structure;
+using test::header_of;
+using test::to_crlf;
+
+TEST(MimeParse, SimpleMessageHeaderAndBody) {
+  std::string msg = to_crlf(
+      "Subject: hello\n"
+      "  world\n"
+      "From: a@b.example\n"
+      "\n"
+      "line one\n"
+      "line two\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  EXPECT_EQ(header_of(msg, s.root), "Subject: hello\r\n  world\r\nFrom: a@b.example\r\n\r\n");
+  EXPECT_EQ(body_of(msg, s.root), "line one\r\nline two\r\n");
+  EXPECT_EQ(s.root.body_lines, 2u);
+  EXPECT_EQ(s.root.body_size, 20u);
+  // RFC 2045 §5.2 default.
+  EXPECT_TRUE(s.root.is("text", "plain"));
+  EXPECT_EQ(s.root.params, (Params{{"charset", "us-ascii"}}));
+  EXPECT_EQ(s.root.encoding, "7bit");
+  // RFC 5322 §2.2.3: unfolding removes the CRLF, keeps the white space.
+  ASSERT_EQ(s.headers.size(), 2u);
+  EXPECT_EQ(s.headers[0], (std::pair<std::string, std::string>{"subject", "hello  world"}));
+  EXPECT_EQ(s.envelope.subject, "hello  world");
+  ASSERT_EQ(s.envelope.from.size(), 1u);
+  EXPECT_EQ(s.envelope.from[0].mailbox, "a");
+  EXPECT_EQ(s.envelope.from[0].host, "b.example");
+  EXPECT_FALSE(s.envelope.date.has_value());
+  EXPECT_FALSE(s.envelope.message_id.has_value());
+}
+
+TEST(MimeParse, LfAndCrlfGiveTheSameStructureShape) {
+  std::string lf =
+      "Content-Type: multipart/mixed; boundary=xx\n\npre\n--xx\n\nA\n--xx\nContent-Type: "
+      "text/html\n\n<b>B</b>\n--xx--\nepi\n";
+  std::string crlf = to_crlf(lf);
+  MessageStructure a = parse(lf), b = parse(crlf);
+  check_structure(lf, a);
+  check_structure(crlf, b);
+  ASSERT_EQ(a.root.children.size(), 2u);
+  ASSERT_EQ(b.root.children.size(), 2u);
+  EXPECT_EQ(body_of(lf, a.root.children[1]), "<b>B</b>");
+  EXPECT_EQ(body_of(crlf, b.root.children[1]), "<b>B</b>");
+  EXPECT_EQ(body_of(crlf, b.root.children[0]), "A");
+  EXPECT_TRUE(b.root.children[1].is("TEXT", "HTML"));
+}
+
+TEST(MimeParse, MissingSeparatorAndNoHeader) {
+  // No header at all: the first line is not a field, so everything is body.
+  std::string none = to_crlf("just text\nmore\n");
+  MessageStructure s = parse(none);
+  check_structure(none, s);
+  EXPECT_EQ(s.root.header_size, 0u);
+  EXPECT_EQ(s.root.body_size, none.size());
+  // Header running to the end without an empty line.
+  std::string only = "Subject: x\r\nFrom: y@z\r\n";
+  s = parse(only);
+  check_structure(only, s);
+  EXPECT_EQ(s.root.header_size, only.size());
+  EXPECT_EQ(s.root.body_size, 0u);
+  EXPECT_EQ(s.envelope.subject, "x");
+  // Empty message.
+  s = parse("");
+  check_structure("", s);
+  EXPECT_EQ(s.root.body_size, 0u);
+}
+
+TEST(MimeParse, NulAnd8BitInHeaders) {
+  static constexpr char kRaw[] = "Subject: a\0b \xE9t\xE9\r\n\r\nbody\0x\r\n";
+  std::string msg(kRaw, sizeof(kRaw) - 1);
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  EXPECT_EQ(s.envelope.subject, "a\xEF\xBF\xBD" "b \xE9t\xE9");
+  EXPECT_EQ(s.root.body_size, 8u);
+  EXPECT_EQ(decode_header_value(*s.envelope.subject), "a\xEF\xBF\xBD" "b \xC3\xA9t\xC3\xA9");
+}
+
+TEST(MimeParse, BrokenLineInsideHeaderIsSkippedMboxFromLineToo) {
+  std::string msg = to_crlf("From someone Mon Jan 1 00:00:00 2001\nSubject: s\nnot a field\nTo: t@x\n\nb\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  EXPECT_EQ(s.envelope.subject, "s");
+  ASSERT_EQ(s.envelope.to.size(), 1u);
+  EXPECT_EQ(body_of(msg, s.root), "b\r\n");
+}
+
+TEST(MimeParse, MultipartOffsetsFollowRfc2046) {
+  // RFC 2046 §5.1.1: the CRLF before a boundary belongs to the boundary.
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=\"simple boundary\"\n"
+      "\n"
+      "This is the preamble.\n"
+      "--simple boundary\n"
+      "\n"
+      "This is implicitly typed plain US-ASCII text.\n"
+      "It does NOT end with a linebreak.\n"
+      "--simple boundary\n"
+      "Content-type: text/plain; charset=us-ascii\n"
+      "\n"
+      "This is explicitly typed plain US-ASCII text.\n"
+      "It DOES end with a linebreak.\n"
+      "\n"
+      "--simple boundary--\n"
+      "\n"
+      "This is the epilogue.\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  const BodyPart& p1 = s.root.children[0];
+  const BodyPart& p2 = s.root.children[1];
+  EXPECT_EQ(header_of(msg, p1), "\r\n");
+  EXPECT_EQ(body_of(msg, p1),
+            "This is implicitly typed plain US-ASCII text.\r\nIt does NOT end with a linebreak.");
+  EXPECT_EQ(p1.body_lines, 1u);
+  EXPECT_EQ(p1.params, (Params{{"charset", "us-ascii"}}));
+  EXPECT_EQ(body_of(msg, p2),
+            "This is explicitly typed plain US-ASCII text.\r\nIt DOES end with a linebreak.\r\n");
+  EXPECT_EQ(p2.body_lines, 2u);
+  EXPECT_EQ(s.root.body_offset + s.root.body_size, msg.size());  // epilogue included
+}
+
+TEST(MimeParse, NestedMultipartAndMissingCloseDelimiter) {
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=outer\n\n"
+      "--outer\n"
+      "Content-Type: multipart/alternative; boundary=inner\n\n"
+      "--inner\n\nplain\n"
+      "--inner\nContent-Type: text/html\n\nhtml\n"
+      // no --inner-- : the outer boundary closes it
+      "--outer\nContent-Type: application/pdf; name=x.pdf\nContent-Transfer-Encoding: base64\n\n"
+      "QUJD\n");
+  // and no --outer-- either: the end of the message closes it
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  const BodyPart& alt = s.root.children[0];
+  ASSERT_TRUE(alt.is("multipart", "alternative"));
+  ASSERT_EQ(alt.children.size(), 2u);
+  EXPECT_EQ(body_of(msg, alt.children[0]), "plain");
+  EXPECT_EQ(body_of(msg, alt.children[1]), "html");
+  const BodyPart& pdf = s.root.children[1];
+  EXPECT_TRUE(pdf.is("application", "pdf"));
+  EXPECT_EQ(body_of(msg, pdf), "QUJD\r\n");
+  EXPECT_EQ(decode_part_body(msg, pdf), "ABC");
+}
+
+TEST(MimeParse, DigestDefaultIsMessageRfc822) {
+  std::string msg = to_crlf(
+      "Content-Type: multipart/digest; boundary=d\n\n"
+      "--d\n\nSubject: one\nFrom: One <one@example.org>\n\nfirst\n"
+      "--d\nContent-Type: text/plain\n\nnot a message\n"
+      "--d--\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  const BodyPart& m = s.root.children[0];
+  ASSERT_TRUE(m.is_message_rfc822());
+  EXPECT_TRUE(m.params.empty());
+  ASSERT_NE(m.message_envelope, nullptr);
+  EXPECT_EQ(m.message_envelope->subject, "one");
+  ASSERT_EQ(m.message_envelope->from.size(), 1u);
+  EXPECT_EQ(m.message_envelope->from[0].name, "One");
+  EXPECT_EQ(body_of(msg, m.children[0]), "first");
+  EXPECT_EQ(m.body_lines, 3u);  // "Subject", "From", "" lines end in LF; "first" does not
+  EXPECT_TRUE(s.root.children[1].is("text", "plain"));
+}
+
+TEST(MimeParse, EmptyAndBoundarylessMultipartGetOneEmptyPart) {
+  for (std::string msg : {to_crlf("Content-Type: multipart/mixed\n\nno boundary here\n"),
+                          to_crlf("Content-Type: multipart/mixed; boundary=b\n\nno parts\n")}) {
+    MessageStructure s = parse(msg);
+    check_structure(msg, s);
+    ASSERT_EQ(s.root.children.size(), 1u);
+    EXPECT_TRUE(s.root.children[0].is("text", "plain"));
+    EXPECT_EQ(s.root.children[0].body_size, 0u);
+    EXPECT_EQ(s.root.body_size, msg.size() - s.root.header_size);
+  }
+}
+
+TEST(MimeParse, BoundaryPrefixesLongestWins) {
+  // "--ab" matches both "a" and "ab" by prefix; the longer one wins (as in Dovecot).
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=a\n\n"
+      "--a\nContent-Type: multipart/mixed; boundary=ab\n\n"
+      "--ab\n\ninner\n--ab--\n"
+      "--a\n\nsecond\n--a--\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  ASSERT_EQ(s.root.children[0].children.size(), 1u);
+  EXPECT_EQ(body_of(msg, s.root.children[0].children[0]), "inner");
+  EXPECT_EQ(body_of(msg, s.root.children[1]), "second");
+}
+
+TEST(MimeParse, ContentHeadersForBodystructure) {
+  std::string msg = to_crlf(
+      "Content-Type: Application/Octet-Stream;\n"
+      "  name*0*=utf-8''%E2%82%AC%20rate;\n"
+      "  name*1=\" list.txt\"; X-Other=\"a;b\"\n"
+      "Content-ID: <id1@example>\n"
+      "Content-Description: the rates\n"
+      "Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\n"
+      "Content-Transfer-Encoding: BASE64 (why not)\n"
+      "Content-Disposition: attachment; filename=\"rates.txt\";\n"
+      "  size=3\n"
+      "Content-Language: en, de (German)\n"
+      "Content-Location: http://example.org/\n"
+      "  rates.txt\n"
+      "\n"
+      "QUJD\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  const BodyPart& p = s.root;
+  EXPECT_EQ(p.type, "Application");
+  EXPECT_EQ(p.subtype, "Octet-Stream");
+  // RFC 2231 §3-§4: continuations joined, %-decoded, converted from UTF-8; names lower-case.
+  EXPECT_EQ(p.params, (Params{{"name", "\xE2\x82\xAC rate list.txt"}, {"x-other", "a;b"}}));
+  EXPECT_EQ(p.id, "<id1@example>");
+  EXPECT_EQ(p.description, "the rates");
+  EXPECT_EQ(p.md5, "Q2hlY2sgSW50ZWdyaXR5IQ==");
+  EXPECT_EQ(p.encoding, "BASE64");
+  EXPECT_EQ(p.disposition, "attachment");
+  EXPECT_EQ(p.disposition_params, (Params{{"filename", "rates.txt"}, {"size", "3"}}));
+  EXPECT_EQ(p.language, (std::vector<std::string>{"en", "de"}));
+  EXPECT_EQ(p.location, "http://example.org/  rates.txt");
+  EXPECT_EQ(decode_part_body(msg, p), "ABC");
+}
+
+TEST(MimeParse, Rfc2231CharsetsAndGaps) {
+  std::string msg = to_crlf(
+      "Content-Type: text/plain; title*=iso-8859-1'en'%A3%20rate; charset=\"UTF-8\";\n"
+      " a*0=x; a*2=z; b*=''%41%4\n\n");
+  MessageStructure s = parse(msg);
+  EXPECT_EQ(find_param(s.root.params, "title"), "\xC2\xA3 rate");
+  EXPECT_EQ(find_param(s.root.params, "CHARSET"), "UTF-8");
+  EXPECT_EQ(find_param(s.root.params, "a"), "x");  // section 1 missing: stop at the gap
+  EXPECT_EQ(find_param(s.root.params, "b"), "A%4");  // a broken escape stays as written
+}
+
+TEST(MimeParse, InvalidContentTypeMeansDefault) {
+  std::string msg = to_crlf("Content-Type: application-x-gzip; name=\"doc.gz\"\n\nblah\n");
+  MessageStructure s = parse(msg);
+  EXPECT_TRUE(s.root.is("text", "plain"));
+  EXPECT_EQ(s.root.params, (Params{{"charset", "us-ascii"}}));
+}
+
+TEST(MimeParse, HeaderCutShortByBoundary) {
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=b\n\n"
+      "--b\nContent-Type: text/html\n--b\nContent-Type: message/rfc822\n--b--\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  EXPECT_EQ(header_of(msg, s.root.children[0]), "Content-Type: text/html");
+  EXPECT_EQ(s.root.children[0].body_size, 0u);
+  const BodyPart& m = s.root.children[1];
+  ASSERT_TRUE(m.is_message_rfc822());
+  ASSERT_EQ(m.children.size(), 1u);
+  EXPECT_EQ(m.body_size, 0u);
+}
+
+TEST(MimeParse, EnvelopeAddresses) {
+  std::string msg = to_crlf(
+      "Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\n"
+      "From: \"Doe, John\" <john.doe@example.com>, mary@example.org (Mary Smith)\n"
+      "To: A Group:Ed Jones <c@a.test>,joe@where.test,John <jdoe@one.test>;, "
+      "undisclosed-recipients:;\n"
+      "Cc: <@route1.test,@route2.test:user@final.test>, \"odd name\"@quoted.test, root\n"
+      "Bcc:\n"
+      "Reply-To: =?utf-8?q?J=C3=B6rg?= <joerg@example.net>\n"
+      "In-Reply-To: <a@b>\n"
+      "Message-ID: <c@d>\n"
+      "\n");
+  MessageStructure s = parse(msg);
+  const Envelope& e = s.envelope;
+  EXPECT_EQ(e.date, "Mon, 7 Feb 1994 21:52:25 -0800 (PST)");
+  ASSERT_EQ(e.from.size(), 2u);
+  EXPECT_EQ(e.from[0], (Address{"Doe, John", std::nullopt, "john.doe", "example.com"}));
+  EXPECT_EQ(e.from[1], (Address{"Mary Smith", std::nullopt, "mary", "example.org"}));
+  // RFC 9051 §7.5.2: no Sender header → sender is From.
+  EXPECT_EQ(e.sender, e.from);
+  ASSERT_EQ(e.reply_to.size(), 1u);
+  EXPECT_EQ(e.reply_to[0].name, "=?utf-8?q?J=C3=B6rg?=");  // raw: the client decodes
+  EXPECT_EQ(decode_header_value(*e.reply_to[0].name), "J\xC3\xB6rg");
+  // Groups: start (mailbox = name, host NIL), members, end (all NIL).
+  ASSERT_EQ(e.to.size(), 7u);
+  EXPECT_EQ(e.to[0], (Address{std::nullopt, std::nullopt, "A Group", std::nullopt}));
+  EXPECT_EQ(e.to[1], (Address{"Ed Jones", std::nullopt, "c", "a.test"}));
+  EXPECT_EQ(e.to[2], (Address{std::nullopt, std::nullopt, "joe", "where.test"}));
+  EXPECT_EQ(e.to[3], (Address{"John", std::nullopt, "jdoe", "one.test"}));
+  EXPECT_EQ(e.to[4], Address{});
+  EXPECT_EQ(e.to[5], (Address{std::nullopt, std::nullopt, "undisclosed-recipients", std::nullopt}));
+  EXPECT_EQ(e.to[6], Address{});
+  ASSERT_EQ(e.cc.size(), 3u);
+  EXPECT_EQ(e.cc[0], (Address{std::nullopt, "@route1.test,@route2.test", "user", "final.test"}));
+  EXPECT_EQ(e.cc[1], (Address{std::nullopt, std::nullopt, "odd name", "quoted.test"}));
+  EXPECT_EQ(e.cc[2], (Address{std::nullopt, std::nullopt, "root", "MISSING_DOMAIN"}));
+  EXPECT_TRUE(e.bcc.empty());
+  EXPECT_EQ(e.in_reply_to, "<a@b>");
+  EXPECT_EQ(e.message_id, "<c@d>");
+}
+
+TEST(MimeParse, BrokenAddressesDoNotThrowOrLoop) {
+  for (std::string_view v :
+       {"", ",,,", "<", ">", "@", "a@", "@b", "<>", "\"unterminated", "(unterminated",
+        "x <y@z", "Group: a@b", ";;;", "a@b@c", "<@x:>", "[1.2.3.4]", "a@[1.2.3.4]",
+        "name (comment (nested) here) <a@b> (trailing)", "\\\\\\"}) {
+    std::vector<Address> list = parse_address_list(v);
+    for (const Address& a : list) {
+      // A non-group address always has both parts.
+      if (a.host) {
+        EXPECT_TRUE(a.mailbox.has_value()) << v;
+      }
+    }
+  }
+  EXPECT_EQ(parse_address_list("a@[1.2.3.4]")[0].host, "[1.2.3.4]");
+  EXPECT_EQ(parse_address_list("<@b>")[0].mailbox, "MISSING_MAILBOX");
+  EXPECT_EQ(parse_address_list("x@y (Real Name)")[0].name, "Real Name");
+}
+
+TEST(MimeParse, NestingLimitMakesOpaqueParts) {
+  std::string msg;
+  const int levels = 150;
+  for (int i = 0; i < levels; ++i) {
+    // "b<i>x": no boundary is a prefix of another (prefix matching is legal MIME).
+    msg += "Content-Type: multipart/mixed; boundary=b" + std::to_string(i) + "x\r\n\r\n--b" +
+           std::to_string(i) + "x\r\n";
+  }
+  msg += "\r\ndeep\r\n";
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  int depth = 0;
+  const BodyPart* p = &s.root;
+  while (!p->children.empty()) {
+    p = &p->children[0];
+    ++depth;
+  }
+  EXPECT_EQ(depth, int(kMaxNestingDepth));
+  EXPECT_TRUE(p->is("application", "octet-stream"));
+
+  ParseLimits few;
+  few.max_parts = 3;
+  std::string wide = "Content-Type: multipart/mixed; boundary=w\r\n\r\n";
+  for (int i = 0; i < 10; ++i) wide += "--w\r\n\r\npart\r\n";
+  wide += "--w--\r\n";
+  s = parse(wide, few);
+  check_structure(wide, s);
+  EXPECT_EQ(s.root.children.size(), 2u);  // root + 2 = 3 parts
+  EXPECT_EQ(s.root.body_offset + s.root.body_size, wide.size());
+}
+
+TEST(MimeParse, MessageRfc822NestedStructure) {
+  std::string msg = to_crlf(
+      "Content-Type: message/rfc822\n\n"
+      "Subject: inner\nContent-Type: multipart/alternative; boundary=q\n\n"
+      "--q\n\nx\n--q--\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_TRUE(s.root.is_message_rfc822());
+  EXPECT_EQ(s.root.message_envelope->subject, "inner");
+  const BodyPart& inner = s.root.children[0];
+  EXPECT_TRUE(inner.is("multipart", "alternative"));
+  EXPECT_EQ(body_of(msg, inner.children[0]), "x");
+  EXPECT_EQ(s.root.body_lines, 7u);
+}
+
+}  // namespace
+}  // namespace mailaccess::mime
