@@ -1,0 +1,320 @@
+#include "mailaccess/config.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace mailaccess {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/mailaccess-config-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  Result<std::shared_ptr<Config>> load_text(const std::string& text,
+                                            std::vector<std::string> overrides = {}) {
+    LoadOptions o;
+    o.path = write("config.toml", text);
+    o.overrides = std::move(overrides);
+    return Config::load(o);
+  }
+
+  std::string dir_;
+};
+
+const ListenerConfig* find_listener(const Config& c, std::string_view name) {
+  for (const auto& l : c.listeners()) {
+    if (l.name == name) return &l;
+  }
+  return nullptr;
+}
+
+TEST_F(ConfigTest, EmbeddedDefaultIsLoopbackOnlyWithStateUnderVar) {
+  LoadOptions o;
+  o.state_dir = dir_ + "/state";
+  auto c = Config::load(o);
+  ASSERT_TRUE(c) << c.error().message;
+  const Config& cfg = **c;
+  EXPECT_EQ(cfg.source(), "<embedded default>");
+  EXPECT_EQ(cfg.state_dir(), dir_ + "/state");
+  ASSERT_EQ(cfg.listeners().size(), 5u);
+  struct Want {
+    const char* name;
+    const char* protocol;
+    uint16_t port;
+    spi::TlsMode tls;
+  };
+  for (const Want& w : {Want{"imap", "imap", 1143, spi::TlsMode::StartTls},
+                        Want{"imaps", "imap", 1993, spi::TlsMode::Implicit},
+                        Want{"pop3", "pop3", 1110, spi::TlsMode::StartTls},
+                        Want{"pop3s", "pop3", 1995, spi::TlsMode::Implicit},
+                        Want{"lmtp", "lmtp", 1024, spi::TlsMode::None}}) {
+    const auto* l = find_listener(cfg, w.name);
+    ASSERT_NE(l, nullptr) << w.name;
+    EXPECT_EQ(l->protocol, w.protocol);
+    EXPECT_EQ(l->port, w.port);
+    EXPECT_EQ(l->tls, w.tls) << w.name;
+    EXPECT_EQ(l->address, "127.0.0.1");
+    EXPECT_TRUE(l->enabled);
+  }
+  EXPECT_TRUE(cfg.tls_self_signed());
+  EXPECT_EQ(cfg.tls_cert(), dir_ + "/state/tls/cert.pem");
+  EXPECT_EQ(cfg.tls_key(), dir_ + "/state/tls/key.pem");
+  EXPECT_EQ(cfg.passwd_file(), dir_ + "/state/passwd");
+  EXPECT_TRUE(cfg.create_demo_user());
+  EXPECT_EQ(cfg.storage_backend(), "maildir");
+  EXPECT_EQ(cfg.mail_path("demo", ""), dir_ + "/state/mail/demo/Maildir");
+  EXPECT_EQ(cfg.log_level(), "info");
+  EXPECT_EQ(cfg.threads(), 0);
+  EXPECT_TRUE(cfg.enabled_plugins().empty());
+}
+
+TEST_F(ConfigTest, DefaultStateDirIsVarUnderTheWorkingDirectory) {
+  auto c = Config::load({});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ((*c)->state_dir(), (fs::current_path() / "var").lexically_normal().string());
+}
+
+TEST_F(ConfigTest, OverridesParseTomlValuesOrFallBackToStrings) {
+  LoadOptions o;
+  o.state_dir = dir_;
+  o.overrides = {"listeners.imap.port=2143", "log.level=debug",  // bare string
+                 "limits.line_bytes=4096",   "tls.self_signed=false",
+                 "server.plugins=[\"pop3\", \"maildir\"]", "storage.path=\"%h/Mail\"",
+                 "listeners.extra.protocol=pop3", "listeners.extra.port=0"};
+  auto c = Config::load(o);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(find_listener(**c, "imap")->port, 2143);
+  EXPECT_EQ((*c)->log_level(), "debug");
+  EXPECT_EQ((*c)->max_line_bytes(), 4096u);
+  EXPECT_FALSE((*c)->tls_self_signed());
+  EXPECT_EQ((*c)->enabled_plugins(), (std::vector<std::string>{"pop3", "maildir"}));
+  EXPECT_EQ((*c)->mail_path("bob", "/home/bob"), "/home/bob/Mail");
+  const auto* extra = find_listener(**c, "extra");
+  ASSERT_NE(extra, nullptr);
+  EXPECT_EQ(extra->port, 0);
+  EXPECT_EQ(extra->tls, spi::TlsMode::None);
+  EXPECT_EQ(extra->address, "127.0.0.1");
+  EXPECT_EQ((*c)->get_int("listeners.imap.port"), 2143);
+  EXPECT_EQ((*c)->get_string("log.level"), "debug");
+}
+
+TEST_F(ConfigTest, OverrideOfUnknownKeyNamesTheOption) {
+  LoadOptions o;
+  o.overrides = {"limits.lines=5"};
+  auto c = Config::load(o);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, "--set limits.lines: unknown key 'limits.lines'");
+
+  o.overrides = {"limits.line_bytes=many"};
+  c = Config::load(o);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, "--set limits.line_bytes: key 'limits.line_bytes' must be an integer");
+
+  for (const char* bad : {"nokey", "=3", "log=debug", "a..b=1"}) {
+    o.overrides = {bad};
+    EXPECT_FALSE(Config::load(o)) << bad;
+  }
+}
+
+TEST_F(ConfigTest, UnknownKeyInFileNamesFileLineAndKey) {
+  std::string text =
+      "[server]\n"
+      "state_dir = \"/tmp/x\"\n"
+      "\n"
+      "[limits]\n"
+      "line_bytes = 2048\n"
+      "lines = 12\n";
+  auto c = load_text(text);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, dir_ + "/config.toml:6: unknown key 'limits.lines'");
+}
+
+TEST_F(ConfigTest, WrongTypeNamesFileLineAndKey) {
+  auto c = load_text("[log]\nlevel = 3\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, dir_ + "/config.toml:2: key 'log.level' must be a string");
+
+  c = load_text("[server]\n\nplugins = [\"a\", 2]\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message,
+            dir_ + "/config.toml:3: key 'server.plugins' must be an array of strings");
+}
+
+TEST_F(ConfigTest, BadValuesAreRefusedWithTheirLine) {
+  auto c = load_text("[listeners.imap]\nprotocol = \"imap\"\nport = 70000\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message,
+            dir_ + "/config.toml:3: 'listeners.imap.port' must be 0..65535, not 70000");
+
+  c = load_text("[listeners.imap]\nprotocol = \"imap\"\nport = 1\ntls = \"maybe\"\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("config.toml:4: 'listeners.imap.tls' must be"),
+            std::string::npos)
+      << c.error().message;
+
+  c = load_text("[listeners.imap]\nport = 143\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, dir_ + "/config.toml:1: listener 'imap' needs a protocol");
+
+  c = load_text("[listeners.imap]\nprotocol = \"imap\"\nport = 143\nbind = \"x\"\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, dir_ + "/config.toml:4: unknown key 'listeners.imap.bind'");
+
+  c = load_text("\n[log]\nlevel = \"loud\"\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("config.toml:3: 'log.level' must be"), std::string::npos);
+
+  c = load_text("stray = 1\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, dir_ + "/config.toml:1: unknown key 'stray'");
+
+  c = load_text("[auth]\nmechanisms = [\"PLAIN\", \"CRAM-MD5\"]\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("config.toml:2: unknown SASL mechanism 'CRAM-MD5'"),
+            std::string::npos);
+}
+
+TEST_F(ConfigTest, SyntaxErrorNamesLineAndColumn) {
+  auto c = load_text("[server]\nthreads = = 2\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message.rfind(dir_ + "/config.toml:2:", 0), 0u) << c.error().message;
+}
+
+TEST_F(ConfigTest, MissingFileIsNotFound) {
+  LoadOptions o;
+  o.path = dir_ + "/nope.toml";
+  auto c = Config::load(o);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ErrorCode::NotFound);
+  EXPECT_NE(c.error().message.find("nope.toml"), std::string::npos);
+}
+
+TEST_F(ConfigTest, FileConfigGetsCoreDefaultsAndRelativePathsUnderStateDir) {
+  auto c = load_text("[server]\nstate_dir = \"" + dir_ + "/s\"\n[auth]\npasswd_file = \"users\"\n");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE((*c)->listeners().empty());
+  EXPECT_EQ((*c)->passwd_file(), dir_ + "/s/users");
+  EXPECT_FALSE((*c)->create_demo_user());
+  EXPECT_FALSE((*c)->tls_self_signed());
+  EXPECT_EQ((*c)->max_line_bytes(), 65536u);
+  EXPECT_EQ((*c)->idle_timeout(), std::chrono::seconds(1800));
+  EXPECT_EQ((*c)->auth_mechanisms(), (std::vector<std::string>{"PLAIN", "LOGIN"}));
+  EXPECT_EQ((*c)->get_int("limits.connections"), 1000);
+}
+
+TEST_F(ConfigTest, MailPathExpandsVariables) {
+  auto c = load_text("[server]\nstate_dir = \"" + dir_ + "\"\n[storage]\npath = \"m/%d/%n/%%/x\"\n");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ((*c)->mail_path("ann@example.org", ""), dir_ + "/m/example.org/ann/%/x");
+  auto h = load_text("[server]\nstate_dir = \"" + dir_ + "\"\n[storage]\npath = \"%h/Maildir\"\n");
+  ASSERT_TRUE(h) << h.error().message;
+  EXPECT_EQ((*h)->mail_path("bob", "/srv/bob"), "/srv/bob/Maildir");
+  // A user without a home gets one under the state dir, not "/Maildir".
+  EXPECT_EQ((*h)->mail_path("bob", ""), dir_ + "/home/bob/Maildir");
+}
+
+TEST_F(ConfigTest, PluginSectionsAreCheckedAgainstDeclaredKeys) {
+  std::string text =
+      "[server]\nstate_dir = \"" + dir_ + "\"\n"
+      "[pop3]\n"
+      "plaintext_auth = \"never\"\n"
+      "max_lines = 3\n";
+  auto c = load_text(text);
+  ASSERT_TRUE(c) << c.error().message;  // plugin sections wait for validate_plugins()
+  std::vector<spi::ConfigKey> declared = {
+      {"pop3.plaintext_auth", spi::ConfigType::String, "\"loopback\"", ""},
+      {"pop3.idle_timeout_seconds", spi::ConfigType::Integer, "600", ""}};
+  auto v = (*c)->validate_plugins(declared, {"pop3"});
+  ASSERT_FALSE(v);
+  EXPECT_EQ(v.error().message, dir_ + "/config.toml:5: unknown key 'pop3.max_lines'");
+}
+
+TEST_F(ConfigTest, PluginKeyTypesDefaultsAndUnloadedSections) {
+  std::string text =
+      "[server]\nstate_dir = \"" + dir_ + "\"\n"
+      "[pop3]\n"
+      "plaintext_auth = \"never\"\n"
+      "[imap]\n"
+      "whatever = 1\n";
+  auto c = load_text(text);
+  ASSERT_TRUE(c) << c.error().message;
+  std::vector<spi::ConfigKey> declared = {
+      {"pop3.plaintext_auth", spi::ConfigType::String, "\"loopback\"", ""},
+      {"pop3.idle_timeout_seconds", spi::ConfigType::Integer, "600", ""},
+      {"pop3.greeting", spi::ConfigType::String, "", ""}};
+  auto v = (*c)->validate_plugins(declared, {"pop3"});
+  ASSERT_TRUE(v) << v.error().message;
+  ASSERT_EQ(v->size(), 1u);
+  EXPECT_EQ((*v)[0], dir_ + "/config.toml:5: section [imap] belongs to no loaded plugin; ignored");
+  EXPECT_EQ((*c)->get_string("pop3.plaintext_auth"), "never");    // file value kept
+  EXPECT_EQ((*c)->get_int("pop3.idle_timeout_seconds"), 600);     // default filled in
+  EXPECT_FALSE((*c)->get_string("pop3.greeting"));                // no default, none set
+  EXPECT_NE((*c)->to_toml().find("idle_timeout_seconds = 600"), std::string::npos);
+
+  auto typed = load_text("[pop3]\nidle_timeout_seconds = \"ten\"\n");
+  ASSERT_TRUE(typed);
+  auto tv = (*typed)->validate_plugins(declared, {"pop3"});
+  ASSERT_FALSE(tv);
+  EXPECT_EQ(tv.error().message,
+            dir_ + "/config.toml:2: key 'pop3.idle_timeout_seconds' must be an integer");
+
+  LoadOptions o;
+  o.overrides = {"pop3.nonsense=1"};
+  auto over = Config::load(o);
+  ASSERT_TRUE(over);
+  auto ov = (*over)->validate_plugins(declared, {"pop3"});
+  ASSERT_FALSE(ov);
+  EXPECT_EQ(ov.error().message, "--set pop3.nonsense: unknown key 'pop3.nonsense'");
+}
+
+TEST_F(ConfigTest, ShownConfigLoadsBackToTheSameConfig) {
+  LoadOptions o;
+  o.state_dir = dir_ + "/st";
+  o.overrides = {"listeners.pop3.enabled=false", "limits.connections=7"};
+  auto first = Config::load(o);
+  ASSERT_TRUE(first) << first.error().message;
+  std::string shown = (*first)->to_toml();
+  auto again = load_text(shown);
+  ASSERT_TRUE(again) << again.error().message;
+  auto body = [](const std::string& s) { return s.substr(s.find('\n')); };
+  EXPECT_EQ(body((*again)->to_toml()), body(shown));
+  EXPECT_FALSE(find_listener(**again, "pop3")->enabled);
+  EXPECT_EQ((*again)->max_connections(), 7u);
+}
+
+TEST_F(ConfigTest, CoreKeysAreDocumented) {
+  auto keys = core_config_keys();
+  ASSERT_FALSE(keys.empty());
+  for (const auto& k : keys) EXPECT_FALSE(k.help.empty()) << k.key;
+  // Every key the embedded default writes is in the reference.
+  LoadOptions o;
+  auto c = Config::load(o);
+  ASSERT_TRUE(c);
+  for (const auto& k : keys) {
+    if (k.key.rfind("listeners.", 0) == 0 || k.default_value.empty()) continue;
+    EXPECT_TRUE((*c)->get_string(k.key) || (*c)->get_int(k.key) || (*c)->get_bool(k.key) ||
+                (*c)->get_strings(k.key))
+        << k.key;
+  }
+}
+
+}  // namespace
+}  // namespace mailaccess
