@@ -45,5 +45,9 @@ void add_deliver_command(CLI::App& app, GlobalOptions& global);  // deliver.cpp
 void add_index_command(CLI::App& app, GlobalOptions& global);    // index.cpp
 void add_search_command(CLI::App& app, GlobalOptions& global);   // search.cpp
 void add_mailbox_command(CLI::App& app, GlobalOptions& global);  // mailbox.cpp
+void add_import_command(CLI::App& app, GlobalOptions& global);   // import.cpp
+void add_export_command(CLI::App& app, GlobalOptions& global);   // export.cpp
+void add_verify_command(CLI::App& app, GlobalOptions& global);   // verify.cpp
+void add_compact_command(CLI::App& app, GlobalOptions& global);  // compact.cpp
 
 }  // namespace mailaccess::cli

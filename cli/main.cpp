@@ -46,6 +46,18 @@ int main(int argc, char** argv) {
 #ifdef MAILACCESS_CLI_MAILBOX
   add_mailbox_command(app, global);
 #endif
+#ifdef MAILACCESS_CLI_IMPORT
+  add_import_command(app, global);
+#endif
+#ifdef MAILACCESS_CLI_EXPORT
+  add_export_command(app, global);
+#endif
+#ifdef MAILACCESS_CLI_VERIFY
+  add_verify_command(app, global);
+#endif
+#ifdef MAILACCESS_CLI_COMPACT
+  add_compact_command(app, global);
+#endif
 
   // The one top-level catch: CLI11's parse errors and exit_command() end here; anything else
   // is a bug that still gets a message instead of an abort.
