@@ -1209,6 +1209,56 @@ std::unique_ptr<spi::StorageBackend> make_backend(EnvOptions options) {
 
 std::unique_ptr<LmdbAdmin> make_admin() { return std::make_unique<Admin>(); }
 
+Result<void> bulk_append(const std::string& path, std::string_view mailbox,
+                         const std::vector<std::string>& messages) {
+  constexpr std::size_t kPerTransaction = 5000;
+  auto name = normalize(mailbox);
+  if (!name) return tl::unexpected(name.error());
+  auto env = Env::open(path);
+  if (!env) return tl::unexpected(env.error());
+  for (std::size_t from = 0; from < messages.size(); from += kPerTransaction) {
+    std::size_t to = std::min(messages.size(), from + kPerTransaction);
+    std::vector<std::pair<std::string, std::string>> prepared;  // (sha256, structure)
+    for (std::size_t i = from; i < to; ++i) {
+      prepared.emplace_back(sha256(messages[i]), mime::serialize(mime::parse(messages[i])));
+    }
+    auto done = (*env)->write([&](Txn& txn) -> Result<void> {
+      auto box = load_by_name(txn, *name);
+      if (!box) return tl::unexpected(box.error());
+      if (!*box) return no_mailbox();
+      for (std::size_t i = from; i < to; ++i) {
+        std::string_view data = messages[i];
+        auto content_id = next_counter(txn, kMetaNextContentId, 1);
+        if (!content_id) return tl::unexpected(content_id.error());
+        for (std::size_t at = 0, c = 0; at < data.size(); at += kChunkBytes, ++c) {
+          auto p = txn.put(txn.db().chunks, chunk_key(*content_id, static_cast<uint32_t>(c)),
+                           data.substr(at, kChunkBytes));
+          if (!p) return p;
+        }
+        ContentRecord content;
+        content.refcount = 1;
+        content.size = data.size();
+        content.sha256 = prepared[i - from].first;
+        content.structure = prepared[i - from].second;
+        if (auto p = txn.put(txn.db().contents, content_key(*content_id), encode(content)); !p) {
+          return p;
+        }
+        MessageRecord rec;
+        rec.internal_date = static_cast<int64_t>(std::time(nullptr));
+        rec.size = data.size();
+        rec.guid = new_guid();
+        rec.content_id = *content_id;
+        auto uid = add_message(txn, **box, std::move(rec));
+        if (!uid) return tl::unexpected(uid.error());
+      }
+      if (auto s = save_mailbox(txn, **box); !s) return s;
+      return note_change(txn, *name);
+    });
+    if (!done) return done;
+  }
+  return {};
+}
+
 Result<CompactReport> compact_store(const std::string& path) {
   auto env = Env::open(path);
   if (!env) return tl::unexpected(env.error());

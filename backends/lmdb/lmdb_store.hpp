@@ -24,6 +24,11 @@ Result<VerifyReport> verify_store(const std::string& path);
 /// Compacts the store at `path` (see LmdbAdmin::compact).
 Result<CompactReport> compact_store(const std::string& path);
 
+/// Appends `messages` (wire form) to an existing mailbox of the store at `path`, many per write
+/// transaction: a bulk load for benchmarks and tools, not the per-message durable SPI append.
+Result<void> bulk_append(const std::string& path, std::string_view mailbox,
+                         const std::vector<std::string>& messages);
+
 /// The maintenance service the plugin registers as kAdminService.
 std::unique_ptr<LmdbAdmin> make_admin();
 
