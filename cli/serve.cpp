@@ -1,8 +1,7 @@
 // `mailaccess serve`: run the server until SIGTERM or SIGINT (SIGHUP reloads the config).
 
-#include <sysexits.h>
-
 #include <fmt/format.h>
+#include <sysexits.h>
 
 #include "commands.hpp"
 #include "mailaccess/server.hpp"

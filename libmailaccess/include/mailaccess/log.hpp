@@ -7,10 +7,10 @@
 /// message. Thread-safe: lines from different threads never interleave. Never pass passwords
 /// or message bodies; control characters in a message are escaped so one event is one line.
 
+#include <fmt/format.h>
+
 #include <optional>
 #include <string_view>
-
-#include <fmt/format.h>
 
 #include "mailaccess/spi/host.hpp"
 

@@ -38,9 +38,9 @@ struct ServeOptions {
 
 /// One bound listener, as reported in the "ready" line.
 struct BoundListener {
-  std::string name;      ///< config table name
+  std::string name;  ///< config table name
   std::string protocol;
-  std::string address;   ///< "127.0.0.1:1143", "[::1]:1143" or "unix:/path"
+  std::string address;  ///< "127.0.0.1:1143", "[::1]:1143" or "unix:/path"
 };
 
 class Server {

@@ -1,14 +1,13 @@
 #include "net/connection.hpp"
 
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -151,9 +150,13 @@ void ConnectionImpl::on_read(bufferevent*, void* arg) {
   self->process();
 }
 
-void ConnectionImpl::on_write(bufferevent*, void* arg) { static_cast<ConnectionImpl*>(arg)->process(); }
+void ConnectionImpl::on_write(bufferevent*, void* arg) {
+  static_cast<ConnectionImpl*>(arg)->process();
+}
 
-void ConnectionImpl::on_wake(int, short, void* arg) { static_cast<ConnectionImpl*>(arg)->process(); }
+void ConnectionImpl::on_wake(int, short, void* arg) {
+  static_cast<ConnectionImpl*>(arg)->process();
+}
 
 void ConnectionImpl::on_underlying_output(evbuffer*, const evbuffer_cb_info* info, void* arg) {
   auto* self = static_cast<ConnectionImpl*>(arg);
@@ -223,7 +226,16 @@ void ConnectionImpl::process() {
       if (raw_output_pending() == 0) begin_tls();
       return;
     case State::Closing:
-      if (raw_output_pending() == 0) begin_linger();
+      if (raw_output_pending() != 0) return;
+      if (tls_active_ && !close_notify_sent_) {
+        // RFC 8446 §6.1: end TLS with close_notify, so the client can tell our last reply was
+        // not cut off. Through the STARTTLS filter the alert is queued like any output.
+        close_notify_sent_ = true;
+        if (SSL* ssl = bufferevent_openssl_get_ssl(bev_)) SSL_shutdown(ssl);
+        ERR_clear_error();
+        if (raw_output_pending() != 0) return;
+      }
+      begin_linger();
       return;
     case State::Lingering: {
       evbuffer* in = bufferevent_get_input(bev_);

@@ -119,8 +119,9 @@ class ConnectionImpl final : public spi::Connection {
   LineReader reader_;
   bool tls_active_ = false;
   bool paused_ = false;
-  bool eof_ = false;                  // the peer closed its side; stop when input is used up
+  bool eof_ = false;  // the peer closed its side; stop when input is used up
   bool want_writable_ = false;
+  bool close_notify_sent_ = false;
   std::size_t writable_low_ = 0;
   std::size_t idle_progress_mark_ = 0;  // output_pending() at the last idle check
   std::function<void(bool)> tls_done_;

@@ -49,10 +49,10 @@ class LineReader {
 
   std::size_t line_limit_;
   std::string buffer_;
-  std::size_t start_ = 0;   // first byte not yet consumed
-  std::size_t scan_ = 0;    // bytes after start_ already known to hold no LF
+  std::size_t start_ = 0;             // first byte not yet consumed
+  std::size_t scan_ = 0;              // bytes after start_ already known to hold no LF
   std::size_t literal_ = kNoLiteral;  // bytes of literal still to deliver
-  bool discarding_ = false;  // skipping the rest of a too-long line
+  bool discarding_ = false;           // skipping the rest of a too-long line
 };
 
 }  // namespace mailaccess::net

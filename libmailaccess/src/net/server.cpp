@@ -2,6 +2,8 @@
 #include "mailaccess/server.hpp"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -10,9 +12,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <event2/event.h>
-#include <event2/listener.h>
 
 #include <algorithm>
 #include <atomic>
@@ -41,9 +40,12 @@ constexpr const char* kComponent = "server";
 
 const char* tls_mode_name(spi::TlsMode mode) {
   switch (mode) {
-    case spi::TlsMode::None: return "none";
-    case spi::TlsMode::StartTls: return "starttls";
-    case spi::TlsMode::Implicit: return "implicit";
+    case spi::TlsMode::None:
+      return "none";
+    case spi::TlsMode::StartTls:
+      return "starttls";
+    case spi::TlsMode::Implicit:
+      return "implicit";
   }
   return "none";
 }
@@ -108,12 +110,12 @@ Result<int> open_tcp(const ListenerConfig& lc) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* res = nullptr;
   std::string port = std::to_string(lc.port);
-  int gai = getaddrinfo(lc.address.empty() ? nullptr : lc.address.c_str(), port.c_str(), &hints,
-                        &res);
+  int gai =
+      getaddrinfo(lc.address.empty() ? nullptr : lc.address.c_str(), port.c_str(), &hints, &res);
   std::string where = lc.address + ":" + port;
   if (gai != 0) {
-    return fail(ErrorCode::Params, "listener " + lc.name + ": cannot resolve " + lc.address +
-                                       ": " + gai_strerror(gai));
+    return fail(ErrorCode::Params, "listener " + lc.name + ": cannot resolve " + lc.address + ": " +
+                                       gai_strerror(gai));
   }
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, &freeaddrinfo);
   FdCloser sock{::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
@@ -125,12 +127,13 @@ Result<int> open_tcp(const ListenerConfig& lc) {
   setsockopt(sock.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   // "::" then means IPv6 only, so "0.0.0.0" can be a listener of its own.
   if (res->ai_family == AF_INET6) setsockopt(sock.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (::bind(sock.fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(sock.fd, kListenBacklog) != 0) {
+  if (::bind(sock.fd, res->ai_addr, res->ai_addrlen) != 0 ||
+      ::listen(sock.fd, kListenBacklog) != 0) {
     int err = errno;
     std::string hint = err == EADDRINUSE ? " (another server running? change its port)" : "";
-    return fail(err == EADDRINUSE ? ErrorCode::InUse : ErrorCode::Perm,
-                "listener " + lc.name + ": cannot listen on " + where + ": " + errno_text(err) +
-                    hint);
+    return fail(
+        err == EADDRINUSE ? ErrorCode::InUse : ErrorCode::Perm,
+        "listener " + lc.name + ": cannot listen on " + where + ": " + errno_text(err) + hint);
   }
   return sock.release();
 }
@@ -147,7 +150,7 @@ Result<int> open_unix(const ListenerConfig& lc) {
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
 
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       return fail(ErrorCode::Exists,
@@ -155,8 +158,7 @@ Result<int> open_unix(const ListenerConfig& lc) {
     }
     // A socket file left by a server that is gone is replaced; a live one is an error.
     FdCloser probe{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-    if (probe.fd >= 0 &&
-        ::connect(probe.fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0) {
+    if (probe.fd >= 0 && ::connect(probe.fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0) {
       return fail(ErrorCode::InUse, "listener " + lc.name + ": cannot listen on " + lc.address +
                                         ": another process is serving it");
     }
@@ -169,8 +171,8 @@ Result<int> open_unix(const ListenerConfig& lc) {
   }
   if (::bind(sock.fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0 ||
       ::listen(sock.fd, kListenBacklog) != 0) {
-    return fail(ErrorCode::Perm, "listener " + lc.name + ": cannot listen on " + lc.address +
-                                     ": " + errno_text(errno));
+    return fail(ErrorCode::Perm, "listener " + lc.name + ": cannot listen on " + lc.address + ": " +
+                                     errno_text(errno));
   }
   return sock.release();
 }
@@ -178,9 +180,8 @@ Result<int> open_unix(const ListenerConfig& lc) {
 bool same_listeners(const std::vector<ListenerConfig>& a, const std::vector<ListenerConfig>& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i].name != b[i].name || a[i].protocol != b[i].protocol ||
-        a[i].address != b[i].address || a[i].port != b[i].port || a[i].tls != b[i].tls ||
-        a[i].enabled != b[i].enabled) {
+    if (a[i].name != b[i].name || a[i].protocol != b[i].protocol || a[i].address != b[i].address ||
+        a[i].port != b[i].port || a[i].tls != b[i].tls || a[i].enabled != b[i].enabled) {
       return false;
     }
   }
@@ -213,14 +214,15 @@ struct Server::Impl {
   // One loop thread and the connections it owns.
   struct Shard {
     std::unique_ptr<LoopThread> thread;
-    std::unordered_map<net::ConnectionImpl*, std::unique_ptr<net::ConnectionImpl>> conns;  // its thread only
+    std::unordered_map<net::ConnectionImpl*, std::unique_ptr<net::ConnectionImpl>>
+        conns;  // its thread only
   };
   struct Listener {
     Impl* server = nullptr;
     std::shared_ptr<const spi::ListenerInfo> info;
     spi::ProtocolFactory* factory = nullptr;
     evconnlistener* evl = nullptr;
-    std::string unix_path;  // removed on close
+    std::string unix_path;              // removed on close
     std::unique_ptr<spi::Timer> retry;  // re-enables accepting after EMFILE and such
   };
 
@@ -338,8 +340,8 @@ struct Server::Impl {
       std::size_t& from_peer = per_ip[peer];
       if (from_peer >= max_per_ip.load()) {
         logf(LogLevel::Warning, kComponent, "",
-             "refused {} on {}: {} connections from this address (limits.connections_per_ip)",
-             peer, l.info->name, from_peer);
+             "refused {} on {}: {} connections from this address (limits.connections_per_ip)", peer,
+             l.info->name, from_peer);
         ::close(fd);
         return;
       }
@@ -404,9 +406,8 @@ struct Server::Impl {
       });
     }
     shutdown_deadline = main_loop->make_timer([this] {
-      logf(LogLevel::Warning, kComponent, "",
-           "{} connection(s) still open after {}s: closing them", open_connections(),
-           kShutdownGrace.count());
+      logf(LogLevel::Warning, kComponent, "", "{} connection(s) still open after {}s: closing them",
+           open_connections(), kShutdownGrace.count());
       for (auto& shard : shards) {
         Shard* s = shard.get();
         s->thread->loop().post([s] {
@@ -533,8 +534,8 @@ Result<std::unique_ptr<Server>> Server::start(ServeOptions options) {
   std::string plugin_dir = s.options.resolve_plugin_dir
                                ? s.options.resolve_plugin_dir(s.config->plugin_dir())
                                : s.config->plugin_dir();
-  if (auto loaded = s.plugins->load(plugin_dir, s.config->enabled_plugins(),
-                                    s.config->required_plugins());
+  if (auto loaded =
+          s.plugins->load(plugin_dir, s.config->enabled_plugins(), s.config->required_plugins());
       !loaded) {
     return tl::unexpected(loaded.error());
   }

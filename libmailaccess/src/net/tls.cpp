@@ -1,15 +1,14 @@
 #include "net/tls.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -47,7 +46,7 @@ std::string openssl_error() {
 }
 
 bool exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -135,8 +134,8 @@ Result<TlsContext> make_server_context(const std::string& cert, const std::strin
   TlsContext ctx(SSL_CTX_new(TLS_server_method()), &SSL_CTX_free);
   if (!ctx) return fail(ErrorCode::Internal, "cannot create a TLS context: " + openssl_error());
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                     SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (SSL_CTX_set_cipher_list(ctx.get(), kCipherList) != 1) {
     return fail(ErrorCode::Internal, "cannot set the TLS cipher list: " + openssl_error());
   }
@@ -146,8 +145,7 @@ Result<TlsContext> make_server_context(const std::string& cert, const std::strin
   static const unsigned char kSessionContext[] = "mailaccess";
   SSL_CTX_set_session_id_context(ctx.get(), kSessionContext, sizeof kSessionContext - 1);
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert.c_str()) != 1) {
-    return fail(ErrorCode::Params,
-                "cannot use TLS certificate " + cert + ": " + openssl_error());
+    return fail(ErrorCode::Params, "cannot use TLS certificate " + cert + ": " + openssl_error());
   }
   if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1) {
     if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
@@ -219,8 +217,7 @@ Result<bool> ensure_self_signed(const std::string& cert, const std::string& key)
   std::string key_pem = to_pem([&](BIO* bio) {
     return PEM_write_bio_PrivateKey(bio, pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1;
   });
-  std::string cert_pem =
-      to_pem([&](BIO* bio) { return PEM_write_bio_X509(bio, x509.get()) == 1; });
+  std::string cert_pem = to_pem([&](BIO* bio) { return PEM_write_bio_X509(bio, x509.get()) == 1; });
   if (key_pem.empty() || cert_pem.empty()) {
     return fail(ErrorCode::Internal, "cannot encode the certificate: " + openssl_error());
   }

@@ -105,5 +105,4 @@ class EchoPlugin final : public spi::Plugin, public spi::ProtocolFactory {
 }  // namespace
 }  // namespace mailaccess::echo
 
-MAILACCESS_DEFINE_PLUGIN(MAILACCESS_PLUGIN_PROTOCOL, "echo", "1.0.0",
-                         mailaccess::echo::EchoPlugin);
+MAILACCESS_DEFINE_PLUGIN(MAILACCESS_PLUGIN_PROTOCOL, "echo", "1.0.0", mailaccess::echo::EchoPlugin);

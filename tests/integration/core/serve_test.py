@@ -255,6 +255,8 @@ def test_implicit_tls_with_s_client(tmp):
         lines = [l.rstrip("\r") for l in out.stdout.splitlines()]
         expect(lines, ["+OK echo ready", "+OK tls=yes", "echo: hello inside", "+OK bye"],
                "s_client session (stderr: " + out.stderr.strip() + ")")
+        # The server ends TLS with close_notify, so OpenSSL sees no truncation.
+        expect("unexpected eof" in out.stderr, False, "s_client stderr: " + out.stderr.strip())
         # The same with Python's ssl: the certificate names localhost and 127.0.0.1.
         for name in ("localhost", "127.0.0.1"):
             ctx = ssl.create_default_context(cafile=srv.cert())
@@ -302,6 +304,7 @@ def test_starttls(tmp):
             lines = [l.rstrip("\r") for l in out.stdout.splitlines()]
             expect(lines[-3:], ["+OK tls=yes", "echo: hello", "+OK bye"],
                    "s_client -starttls pop3 (stderr: " + out.stderr.strip() + ")")
+            expect("unexpected eof" in out.stderr, False, "s_client stderr: " + out.stderr.strip())
         # RFC 2595 §3.1: a command pipelined behind STLS is discarded, not run inside TLS.
         c = Client.connect(addr)
         expect(c.line(), "+OK echo ready")

@@ -3,12 +3,11 @@
 // thread).
 #include "net/connection.hpp"
 
+#include <gtest/gtest.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
-#include <openssl/ssl.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -190,12 +189,16 @@ class Client {
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
   bool buffered_empty() const { return pos_ == buf_.size(); }
+  // The server ended TLS with close_notify (RFC 8446 §6.1) rather than just closing.
+  bool clean_tls_close() const { return clean_close_; }
 
  private:
   bool fill() {
     char tmp[65536];
     ssize_t n = ssl_ != nullptr ? SSL_read(ssl_, tmp, sizeof tmp) : ::recv(fd_, tmp, sizeof tmp, 0);
     if (n <= 0) {
+      if (ssl_ != nullptr)
+        clean_close_ = SSL_get_error(ssl_, static_cast<int>(n)) == SSL_ERROR_ZERO_RETURN;
       eof_text_ = (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ? "<TIMEOUT>" : "<EOF>";
       return false;
     }
@@ -211,6 +214,7 @@ class Client {
   std::string eof_text_ = "<EOF>";
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
+  bool clean_close_ = false;
 };
 
 // One server-side connection on its own loop thread, talking to a Client over a socket pair.
@@ -229,14 +233,14 @@ class Harness {
     info->address = "unix:test";
     Loop& loop = thread_.loop();
     loop.post([=, this, &loop] {
-      conn_ = std::make_unique<ConnectionImpl>(
-          loop, fds[0], info, "unix", true, tls, settings, [this, &loop](ConnectionImpl&) {
-            ++finished_;
-            loop.post([this] {
-              conn_.reset();
-              gone_.set_value();
-            });
-          });
+      conn_ = std::make_unique<ConnectionImpl>(loop, fds[0], info, "unix", true, tls, settings,
+                                               [this, &loop](ConnectionImpl&) {
+                                                 ++finished_;
+                                                 loop.post([this] {
+                                                   conn_.reset();
+                                                   gone_.set_value();
+                                                 });
+                                               });
       conn_->start(factory_);
     });
   }
@@ -415,7 +419,7 @@ class TlsTest : public ::testing::Test {
 };
 
 TEST_F(TlsTest, SelfSignedPairIsMadeOnceWithAPrivateKey) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(key_.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   auto again = ensure_self_signed(cert_, key_);
@@ -455,6 +459,7 @@ TEST_F(TlsTest, ImplicitTls) {
   c.send("QUIT\r\n");
   EXPECT_EQ(c.line(), "+OK bye");
   EXPECT_EQ(c.line(), "<EOF>");
+  EXPECT_TRUE(c.clean_tls_close());
   ASSERT_TRUE(h.wait_gone());
 }
 
@@ -479,6 +484,10 @@ TEST_F(TlsTest, StartTlsDiscardsInjectedPlaintext) {
   ASSERT_EQ(data.find_first_not_of('x'), std::string::npos);
   EXPECT_EQ(c.line(), "");
   EXPECT_EQ(c.line(), "+DONE");
+  c.send("QUIT\r\n");
+  EXPECT_EQ(c.line(), "+OK bye");
+  EXPECT_EQ(c.line(), "<EOF>");
+  EXPECT_TRUE(c.clean_tls_close());
 }
 
 TEST_F(TlsTest, FailedHandshakeClosesTheConnection) {
