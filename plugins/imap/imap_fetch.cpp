@@ -302,9 +302,13 @@ std::optional<FetchRequest> parse_fetch(const Arg& items, const Arg* modifiers,
 
 const mime::BodyPart* find_part(const mime::BodyPart& root, const std::vector<uint32_t>& path) {
   const mime::BodyPart* cur = &root;
+  bool top = true;
   for (uint32_t n : path) {
-    // Inside a message/rfc822 part, numbers address the embedded message's parts.
-    if (cur->is_message_rfc822() && cur->children.size() == 1) cur = &cur->children[0];
+    // Inside a message/rfc822 part, numbers address the embedded message's parts. The top-level
+    // message is different: a non-multipart one has exactly part 1, itself, even when its body
+    // is a message/rfc822 (RFC 9051 §6.4.5).
+    if (!top && cur->is_message_rfc822() && cur->children.size() == 1) cur = &cur->children[0];
+    top = false;
     if (cur->is_multipart()) {
       if (n == 0 || n > cur->children.size()) return nullptr;
       cur = &cur->children[n - 1];

@@ -96,9 +96,8 @@ void append_ext_tail(std::string& out, const mime::BodyPart& p, bool utf8) {
   out.push_back(' ');
   if (p.language.empty()) {
     out += "NIL";
-  } else if (p.language.size() == 1) {
-    append_string(out, p.language[0], utf8);
   } else {
+    // Always the list form (RFC 9051 body-fld-lang allows both), as Dovecot writes it.
     out.push_back('(');
     for (std::size_t i = 0; i < p.language.size(); ++i) {
       if (i) out.push_back(' ');
@@ -188,7 +187,14 @@ void append_body(std::string& out, const mime::BodyPart& p, bool ext, bool utf8)
   out.push_back(' ');
   append_string(out, p.subtype, utf8);
   out.push_back(' ');
-  append_params(out, p.params, utf8);
+  if (p.is("text") && !mime::find_param(p.params, "charset")) {
+    // RFC 2045 §5.2: text without a charset parameter is us-ascii; say so, as Dovecot does.
+    mime::Params params = p.params;
+    params.emplace_back("charset", "us-ascii");
+    append_params(out, params, utf8);
+  } else {
+    append_params(out, p.params, utf8);
+  }
   out.push_back(' ');
   append_nstring(out, p.id, utf8);
   out.push_back(' ');

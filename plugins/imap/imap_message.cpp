@@ -354,7 +354,8 @@ bool Session::build_fetch_message(uint32_t msn) {
         out += it.response_name;
         out.push_back(' ');
         if (!part) {
-          out += it.kind == K::BinarySize ? "0" : "NIL";
+          // A part that does not exist reads as empty, as Dovecot answers it.
+          out += it.kind == K::BinarySize ? "0" : "\"\"";
           break;
         }
         // What to send: a byte range of the message, or text made here.

@@ -216,7 +216,7 @@ struct Parser {
     }
     if (name == "MODSEQ") {
       // RFC 7162 §3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence-valzer
-      if (pos + 2 < args.size() + 0 && args[pos].is_string()) {
+      if (pos + 2 < args.size() && args[pos].is_string()) {
         pos += 2;  // the entry name and type: we keep one modseq per message
       }
       auto n = number_arg();
@@ -266,7 +266,9 @@ bool body_matches(const mime::BodyPart& part, std::string_view raw, std::string_
     return false;
   }
   if (part.is("text")) return text_contains(mime::decode_part_text(raw, part), needle);
-  // Other leaves: only what is readable after removing the transfer encoding.
+  // message/* leaves (delivery-status, partial...) are text to a reader too; Dovecot searches
+  // them as well. Other media types (images, archives) are never matched by their bytes.
+  if (part.is("message")) return text_contains(mime::decode_part_body(raw, part), needle);
   return false;
 }
 
@@ -367,7 +369,9 @@ bool search_match(const SearchKey& k, SearchSubject& msg, const SearchEnv& env) 
       // RFC 9051 §6.4.4: the Date: header, disregarding time and timezone.
       std::optional<std::pair<int64_t, int32_t>> date;
       if (s->envelope.date) date = parse_rfc5322_date(*s->envelope.date);
-      if (!date) return false;
+      // No usable Date: the epoch, as Dovecot keeps it (the RFC says nothing); such a message
+      // is "sent before" any date a client asks about.
+      if (!date) date = std::make_pair(int64_t{0}, int32_t{0});
       int64_t d = day_of(date->first, date->second);
       if (k.kind == K::SentBefore) return d < k.day;
       if (k.kind == K::SentOn) return d == k.day;

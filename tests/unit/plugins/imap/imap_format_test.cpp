@@ -76,11 +76,11 @@ TEST(BodyStructure, MultipartWithMessageRfc822) {
   EXPECT_EQ(body,
             "((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 2)(\"message\" "
             "\"rfc822\" NIL NIL NIL \"7bit\" 50 (NIL \"in\" NIL NIL NIL NIL NIL NIL NIL NIL) "
-            "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 3 1) 4) \"mixed\")");
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 1) 4) \"mixed\")");
   EXPECT_EQ(bs,
             "((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 2 NIL NIL NIL NIL)"
             "(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 50 (NIL \"in\" NIL NIL NIL NIL NIL NIL "
-            "NIL NIL) (\"text\" \"plain\" NIL NIL NIL \"7bit\" 3 1 NIL NIL NIL NIL) 4 NIL "
+            "NIL NIL) (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 1 NIL NIL NIL NIL) 4 NIL "
             "(\"attachment\" (\"filename\" \"m.eml\")) NIL NIL) \"mixed\" (\"boundary\" \"b\") "
             "NIL NIL NIL)");
 }
@@ -165,6 +165,9 @@ TEST(Sections, ParseAndResolve) {
   EXPECT_EQ(find_part(root, {4}), nullptr);
   EXPECT_EQ(find_part(leaf, {1}), &leaf);
   EXPECT_EQ(find_part(leaf, {2}), nullptr);
+  // A top-level message/rfc822 body: part 1 is the top part; 1.1 is inside the embedded one.
+  EXPECT_EQ(find_part(msg, {1}), &msg);
+  EXPECT_EQ(find_part(msg, {1, 2}), &msg.children[0].children[1]);
 }
 
 TEST(Sections, FilterHeader) {
