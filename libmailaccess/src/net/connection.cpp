@@ -216,6 +216,10 @@ void ConnectionImpl::on_event(bufferevent* bev, short what, void* arg) {
 }
 
 void ConnectionImpl::process() {
+  if (write_failed_ && state_ != State::Finished) {
+    finish("cannot queue output");
+    return;
+  }
   switch (state_) {
     case State::New:
     case State::Handshaking:
@@ -371,7 +375,9 @@ void ConnectionImpl::write(std::string_view bytes) noexcept {
     case State::Open:
     case State::TlsHandshake:
       if (bev_ != nullptr && bufferevent_write(bev_, bytes.data(), bytes.size()) != 0) {
-        finish("cannot queue output");
+        // Out of memory. Not finished here: the session is inside one of its callbacks.
+        write_failed_ = true;
+        schedule();
       }
       return;
     case State::TlsFlushing:

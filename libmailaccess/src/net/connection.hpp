@@ -122,6 +122,7 @@ class ConnectionImpl final : public spi::Connection {
   bool eof_ = false;  // the peer closed its side; stop when input is used up
   bool want_writable_ = false;
   bool close_notify_sent_ = false;
+  bool write_failed_ = false;
   std::size_t writable_low_ = 0;
   std::size_t idle_progress_mark_ = 0;  // output_pending() at the last idle check
   std::function<void(bool)> tls_done_;

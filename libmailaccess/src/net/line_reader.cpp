@@ -14,7 +14,12 @@ void LineReader::compact() {
   // about one line (or one fed chunk) long without shifting on every event.
   if (start_ == 0) return;
   if (start_ == buffer_.size()) {
-    buffer_.clear();
+    // An idle connection should cost a few KiB: give back what a burst of input grew.
+    if (buffer_.capacity() > kKeepCapacity) {
+      std::string().swap(buffer_);
+    } else {
+      buffer_.clear();
+    }
     start_ = 0;
     return;
   }
@@ -37,7 +42,10 @@ void LineReader::clear() {
 std::optional<LineReader::Event> LineReader::next() {
   if (literal_ != kNoLiteral) {
     std::size_t avail = buffer_.size() - start_;
-    if (avail == 0 && literal_ > 0) return std::nullopt;
+    if (avail == 0 && literal_ > 0) {
+      compact();
+      return std::nullopt;
+    }
     std::size_t take = std::min(avail, literal_);
     Event ev{Kind::Literal, std::string_view(buffer_).substr(start_, take), false};
     start_ += take;
@@ -57,6 +65,7 @@ std::optional<LineReader::Event> LineReader::next() {
       if (lf == std::string_view::npos) {
         start_ = buffer_.size();
         scan_ = 0;
+        compact();
         return std::nullopt;
       }
       start_ += lf + 1;
@@ -76,6 +85,7 @@ std::optional<LineReader::Event> LineReader::next() {
         return Event{Kind::LineTooLong, {}, false};
       }
       scan_ = rest.size();
+      compact();
       return std::nullopt;
     }
     std::string_view line = rest.substr(0, lf);

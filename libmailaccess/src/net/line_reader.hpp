@@ -44,6 +44,7 @@ class LineReader {
 
  private:
   static constexpr std::size_t kNoLiteral = static_cast<std::size_t>(-1);
+  static constexpr std::size_t kKeepCapacity = 4096;
 
   void compact();
 

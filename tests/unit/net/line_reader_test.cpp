@@ -201,5 +201,19 @@ TEST(LineReader, BufferStaysSmallOverManyLines) {
   EXPECT_EQ(reader.buffered(), 0u);
 }
 
+TEST(LineReader, DiscardedLongLineLeavesNothingBehind) {
+  LineReader reader(16);
+  reader.feed(std::string(70000, 'z'));
+  auto ev = reader.next();
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_EQ(ev->kind, LineReader::Kind::LineTooLong);
+  EXPECT_FALSE(reader.next().has_value());
+  EXPECT_EQ(reader.buffered(), 0u);
+  reader.feed("\nok\n");
+  ev = reader.next();
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_EQ(ev->data, "ok");
+}
+
 }  // namespace
 }  // namespace mailaccess::net
