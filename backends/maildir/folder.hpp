@@ -1,0 +1,105 @@
+#pragma once
+/// One Maildir folder on disk (INBOX = the root, others `.Name`): its uidlist, its keyword map,
+/// and the sync that reconciles them with what is in cur/ and new/.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cache.hpp"
+#include "mailaccess/result.hpp"
+#include "mailaccess/spi/change_bus.hpp"
+#include "mailaccess/spi/host.hpp"
+#include "mailaccess/spi/storage.hpp"
+#include "names.hpp"
+#include "uidlist.hpp"
+
+namespace mailaccess::maildir {
+
+class Watcher;
+class Folder;
+
+using LogFn = std::function<void(spi::LogLevel, std::string_view)>;
+
+inline constexpr std::string_view kKeywordsFile = "dovecot-keywords";
+inline constexpr std::string_view kSubscriptionsFile = "mailaccess-subscriptions";
+inline constexpr std::string_view kSpecialUseFile = "mailaccess-special-use";
+inline constexpr std::string_view kUidvalidityFile = "mailaccess-uidvalidity";
+inline constexpr std::string_view kStoreLockFile = "mailaccess-store.lock";
+
+/// What a Store and its views share. Used by one thread at a time (the Store's).
+struct StoreState {
+  std::string user;
+  std::string root;       ///< as configured
+  std::string root_real;  ///< realpath(root): folders must resolve inside it
+  spi::ChangeBus* bus = nullptr;
+  Watcher* watcher = nullptr;
+  LogFn log;
+  std::shared_ptr<Cache> cache;
+  std::map<std::string, std::shared_ptr<Folder>> folders;  ///< by normalised name
+
+  /// The directory of a normalised name (the root for INBOX).
+  Result<std::string> dir_of(std::string_view normalized) const;
+  /// True if the mailbox has its own directory (INBOX always does). Symlinked folders count
+  /// only when they resolve inside the root.
+  bool exists(std::string_view normalized) const;
+  /// The shared Folder for a normalised name (created on first use).
+  Result<std::shared_ptr<Folder>> folder(std::string_view normalized);
+  /// Forgets cached Folders of `normalized` and its children (after rename/delete).
+  void forget(std::string_view normalized);
+  /// A fresh UIDVALIDITY, larger than any this store handed out before.
+  Result<uint32_t> next_uidvalidity();
+  void publish(std::string_view mailbox) const;
+  void warn(std::string_view message) const;
+};
+
+class Folder {
+ public:
+  Folder(StoreState& store, std::string name, std::string dir);
+
+  const std::string& name() const noexcept { return name_; }
+  const std::string& dir() const noexcept { return dir_; }
+  Uidlist& list() noexcept { return list_; }
+  const KeywordMap& keywords() const noexcept { return keywords_; }
+
+  /// Catches up with the uidlist and, when cur/ or new/ changed since the last full scan (or
+  /// `force`), scans them: picks up new mail, notices external renames and deletions.
+  /// NotFound if the folder's directory is gone.
+  Result<void> sync(bool force = false);
+  /// Takes the folder lock and brings the uidlist up to date (creating or rebuilding it).
+  Result<MailboxLock> lock();
+  /// Scans cur/ and new/; the caller holds lock().
+  Result<void> scan_locked();
+  /// Gives letters to keywords that have none yet (caller holds lock()). Limit past 26.
+  Result<void> add_keywords_locked(const std::vector<std::string>& keywords);
+
+  /// The SPI view of an entry (flags decoded through this folder's keyword map).
+  spi::MessageInfo info_of(const Entry& e) const;
+  std::string cur_path(std::string_view file) const { return dir_ + "/cur/" + std::string(file); }
+
+ private:
+  struct Adopted {
+    std::string file;
+    int64_t mtime = 0;
+  };
+  Result<void> ensure_subdirs();
+  Result<void> reload_keywords();
+  Result<DirStamp> stamps();
+  Result<std::optional<Adopted>> adopt(const std::string& from_dir, const std::string& name,
+                                       std::string_view info, bool new_base);
+  void clean_tmp(int64_t now);
+
+  StoreState& store_;
+  std::string name_;
+  std::string dir_;
+  Uidlist list_;
+  KeywordMap keywords_;
+  int64_t keywords_mtime_ = -1;
+  ino_t keywords_ino_ = 0;
+};
+
+}  // namespace mailaccess::maildir

@@ -1,0 +1,43 @@
+#pragma once
+/// Small POSIX helpers for the Maildir backend: durable writes, errno → Error, unique names.
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "mailaccess/result.hpp"
+
+namespace mailaccess::maildir {
+
+/// An Error for a failed system call; the path and errno text go to `detail` only.
+Error sys_error(std::string_view what, const std::string& path, int err);
+/// Temp for ENOSPC/EDQUOT/EIO-like conditions, NotFound for ENOENT, Perm for EACCES, else Internal.
+ErrorCode code_for_errno(int err);
+
+Result<void> write_all(int fd, std::string_view data, const std::string& path);
+Result<void> fsync_dir(const std::string& dir);
+/// Reads a small file whole; NotFound if absent, Limit above max_bytes.
+Result<std::string> read_file(const std::string& path, std::size_t max_bytes = 1 << 20);
+/// Replaces dir/name with `content` durably (write tmp, fsync, rename, fsync dir).
+Result<void> write_file_atomic(const std::string& dir, std::string_view name,
+                               std::string_view content);
+/// mkdir that accepts an existing directory (not a symlink).
+Result<void> ensure_dir(const std::string& path, mode_t mode = 0700);
+
+inline int64_t mtime_ns(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+int64_t now_ns();
+
+/// A Maildir unique name: `<sec>.M<usec>P<pid>Q<n>.<host>` (host with '/', ':' and ','
+/// escaped as the Maildir convention asks).
+std::string unique_base();
+
+/// Counts every open() of a message file by this backend (the bench checks that scanning
+/// metadata opens none).
+std::atomic<uint64_t>& message_file_opens();
+
+}  // namespace mailaccess::maildir
