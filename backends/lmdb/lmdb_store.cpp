@@ -35,9 +35,34 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// Mailbox names are UTF-8 (SPI conventions): reject malformed sequences and overlong lead bytes.
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    std::size_t extra = 0;
+    if (c < 0x80) {
+      extra = 0;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      extra = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      extra = 2;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      extra = 3;
+    } else {
+      return false;
+    }
+    if (i + extra >= s.size() && extra > 0) return false;
+    for (std::size_t k = 1; k <= extra; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
 /// Checks a mailbox name per the SPI conventions and spells INBOX canonically.
 Result<std::string> normalize(std::string_view name) {
-  if (name.empty() || name.size() > kMaxNameBytes || name.front() == '/') {
+  if (name.empty() || name.size() > kMaxNameBytes || name.front() == '/' || !valid_utf8(name)) {
     return fail(ErrorCode::Params, "Invalid mailbox name");
   }
   std::string out;
@@ -62,6 +87,23 @@ Result<std::string> normalize(std::string_view name) {
     start = slash + 1;
   }
   return out;
+}
+
+// RFC 9051 §9: a keyword is an atom: no SP, CTL, 8-bit, "(){%*\"\\]", and not a \system flag.
+bool valid_keyword(std::string_view k) {
+  if (k.empty() || k.size() > 256) return false;
+  for (unsigned char c : k) {
+    if (c <= 0x20 || c >= 0x7f) return false;
+    if (std::strchr("(){%*\"\\]", c) != nullptr) return false;
+  }
+  return true;
+}
+
+Result<void> check_keywords(const spi::Flags& flags) {
+  for (const auto& k : flags.keywords) {
+    if (!valid_keyword(k)) return fail(ErrorCode::Params, "Invalid keyword");
+  }
+  return {};
 }
 
 void normalize_keywords(std::vector<std::string>& k) {
@@ -743,6 +785,7 @@ class LmdbMailbox final : public spi::Mailbox {
   Result<spi::FlagResult> update_flags(std::span<const uint32_t> uids,
                                        const spi::FlagUpdate& update) noexcept override {
     if (read_only_) return fail(ErrorCode::NotPossible, "Mailbox is read-only");
+    if (auto k = check_keywords(update.flags); !k) return tl::unexpected(k.error());
     struct Out {
       spi::FlagResult result;
       std::vector<std::pair<uint32_t, MessageRecord>> updated;
@@ -908,6 +951,27 @@ class LmdbMailbox final : public spi::Mailbox {
 
 // ---- Store --------------------------------------------------------------------------------------
 
+/// Removes \Noselect parents of `name` that no longer have children (they existed only as
+/// placeholders, RFC 9051 §6.3.5).
+Result<void> prune_parents(Txn& txn, std::string name) {
+  for (auto slash = name.rfind('/'); slash != std::string::npos; slash = name.rfind('/')) {
+    name.resize(slash);
+    auto box = load_by_name(txn, name);
+    if (!box) return tl::unexpected(box.error());
+    if (!*box || !(*box)->no_select) return {};
+    auto kids = has_children(txn, name);
+    if (!kids) return tl::unexpected(kids.error());
+    if (*kids) return {};
+    if (auto c = clear_mailbox(txn, **box, false); !c) return c;
+    if (auto d = txn.del(txn.db().mailboxes, mailbox_key((*box)->id)); !d) {
+      return tl::unexpected(d.error());
+    }
+    if (auto d = txn.del(txn.db().names, name); !d) return tl::unexpected(d.error());
+    if (auto c = note_change(txn, name); !c) return c;
+  }
+  return {};
+}
+
 class LmdbStore final : public spi::Store {
  public:
   explicit LmdbStore(std::shared_ptr<Context> ctx) : ctx_(std::move(ctx)) {}
@@ -1001,7 +1065,8 @@ class LmdbStore final : public spi::Store {
         return tl::unexpected(d.error());
       }
       if (auto d = txn.del(txn.db().names, *name); !d) return tl::unexpected(d.error());
-      return note_change(txn, *name);
+      if (auto c = note_change(txn, *name); !c) return c;
+      return prune_parents(txn, *name);
     });
   }
 
@@ -1115,6 +1180,7 @@ class LmdbStore final : public spi::Store {
       std::string_view raw, const spi::AppendOptions& options) noexcept override {
     auto name = normalize(raw);
     if (!name) return tl::unexpected(name.error());
+    if (auto k = check_keywords(options.flags); !k) return tl::unexpected(k.error());
     // Fail early (IMAP answers [TRYCREATE]) instead of after the client sent the literal.
     auto st = status(*name);
     if (!st) return tl::unexpected(st.error());
