@@ -29,6 +29,7 @@
 ///      session then resumes reading the next command.
 ///   No exception may leave a handler (they are noexcept by contract: catch at your boundary).
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -44,7 +45,7 @@ namespace mailaccess::imap {
 /// The name under which the registry is published with Host::register_service().
 inline constexpr std::string_view kRegistryService = "imap.registry";
 /// Bumped whenever Registry or SessionApi change in an incompatible way.
-inline constexpr uint32_t kRegistryApiVersion = 1;
+inline constexpr uint32_t kRegistryApiVersion = 2;
 
 /// IMAP connection states (RFC 9051 §3), as a bit mask for CommandSpec::states.
 enum StateMask : uint32_t {
@@ -89,6 +90,9 @@ class SessionApi {
   /// Ends the running command with "<tag> <text>\r\n" (text like "OK IDLE terminated") and
   /// resumes normal command processing. Exactly once per run().
   virtual void finish_command(std::string_view text) noexcept = 0;
+  /// The session's autologout timeout outside IDLE (imap.idle_timeout_seconds), so a command
+  /// that changes Connection::set_idle_timeout() can put it back. Added in API version 2.
+  virtual std::chrono::seconds idle_timeout() const noexcept = 0;
 };
 
 /// One command added by an extension.

@@ -215,7 +215,8 @@ void Session::announce_changes() noexcept {
     for (uint32_t uid : changes->flags_changed) {
       auto idx = mailbox_->index_of(uid);
       if (!idx) continue;
-      out += fetch_flags_line(*idx, qresync_);
+      // RFC 9051 §7.5.2 (IMAP4rev2): unsolicited FETCH responses include UID.
+      out += fetch_flags_line(*idx, rev2_ || qresync_);
     }
     write(out);
   } catch (...) {
@@ -297,7 +298,8 @@ void Session::cmd_select(const Command& c) {
   bus_token_ = host_.change_bus().subscribe(user_, mailbox_->name(), conn_.loop(), [this, weak] {
     if (weak.expired() || closed_) return;
     changes_pending_ = true;
-    if (change_listener_) change_listener_();
+    // A copy: the listener may end the command (or the session), which resets change_listener_.
+    if (auto listener = change_listener_) listener();
   });
 
   const spi::Mailbox& mb = *mailbox_;

@@ -88,6 +88,7 @@ class Session final : public spi::ProtocolSession, public SessionApi {
   void suspend(std::function<void(std::string_view)> on_line) noexcept override;
   void set_change_listener(std::function<void()> on_change) noexcept override;
   void finish_command(std::string_view text) noexcept override;
+  std::chrono::seconds idle_timeout() const noexcept override { return settings_.idle_timeout; }
 
  private:
   enum class State { NotAuthenticated, Authenticated, Selected, Logout };
