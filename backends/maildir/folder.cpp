@@ -344,7 +344,7 @@ Result<std::optional<Folder::Adopted>> Folder::adopt(const std::string& from_dir
   ::close(fd);
   struct timespec times[2] = {st.st_atim, st.st_mtim};  // keep the arrival time
   if (ok && ::futimens(out, times) != 0) ok = tl::unexpected(sys_error("futimens", tmp, errno));
-  if (ok && ::fsync(out) != 0) ok = tl::unexpected(sys_error("fsync", tmp, errno));
+  if (ok && durable_fsync(out) != 0) ok = tl::unexpected(sys_error("fsync", tmp, errno));
   ::close(out);
   if (ok && ::rename(tmp.c_str(), (cur + "/" + target).c_str()) != 0) {
     ok = tl::unexpected(sys_error("rename", tmp, errno));

@@ -10,6 +10,15 @@
 
 namespace mailaccess::maildir {
 
+namespace {
+std::atomic<bool> g_fsync{true};
+}  // namespace
+
+void set_fsync_enabled(bool enabled) { g_fsync = enabled; }
+bool fsync_enabled() { return g_fsync; }
+int durable_fsync(int fd) { return g_fsync ? ::fsync(fd) : 0; }
+int durable_fdatasync(int fd) { return g_fsync ? ::fdatasync(fd) : 0; }
+
 ErrorCode code_for_errno(int err) {
   switch (err) {
     case ENOENT:
@@ -56,7 +65,7 @@ Result<void> write_all(int fd, std::string_view data, const std::string& path) {
 Result<void> fsync_dir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return tl::unexpected(sys_error("open", dir, errno));
-  int rc = ::fsync(fd);
+  int rc = durable_fsync(fd);
   int err = errno;
   ::close(fd);
   if (rc != 0) return tl::unexpected(sys_error("fsync", dir, err));
@@ -94,7 +103,7 @@ Result<void> write_file_atomic(const std::string& dir, std::string_view name,
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return tl::unexpected(sys_error("open", tmp, errno));
   auto written = write_all(fd, content, tmp);
-  if (written && ::fsync(fd) != 0) written = tl::unexpected(sys_error("fsync", tmp, errno));
+  if (written && durable_fsync(fd) != 0) written = tl::unexpected(sys_error("fsync", tmp, errno));
   ::close(fd);
   if (written && ::rename(tmp.c_str(), dst.c_str()) != 0) {
     written = tl::unexpected(sys_error("rename", dst, errno));

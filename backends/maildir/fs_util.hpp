@@ -12,6 +12,15 @@
 
 namespace mailaccess::maildir {
 
+/// Whether the backend fsyncs what it writes (default: yes). Turning it off is for throwaway
+/// trees only (benchmark set-up, tests): after a system crash, acknowledged mail may be gone.
+/// Config key `maildir.fsync`. Process-wide, like the backend itself.
+void set_fsync_enabled(bool enabled);
+bool fsync_enabled();
+/// fsync()/fdatasync() when enabled, else 0.
+int durable_fsync(int fd);
+int durable_fdatasync(int fd);
+
 /// An Error for a failed system call; the path and errno text go to `detail` only.
 Error sys_error(std::string_view what, const std::string& path, int err);
 /// Temp for ENOSPC/EDQUOT/EIO-like conditions, NotFound for ENOENT, Perm for EACCES, else Internal.

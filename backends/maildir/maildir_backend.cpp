@@ -183,7 +183,7 @@ class MaildirAppend final : public spi::AppendStream {
     // The file's mtime carries the internal date, as Dovecot does: a rebuilt uidlist keeps it.
     struct timespec times[2] = {{0, UTIME_NOW}, {static_cast<time_t>(idate), 0}};
     if (::futimens(fd_, times) != 0) return tl::unexpected(sys_error("futimens", tmp_, errno));
-    if (::fsync(fd_) != 0) return tl::unexpected(sys_error("fsync", tmp_, errno));
+    if (durable_fsync(fd_) != 0) return tl::unexpected(sys_error("fsync", tmp_, errno));
     ::close(fd_);
     fd_ = -1;
 
@@ -670,7 +670,7 @@ class MaildirMailbox final : public spi::Mailbox {
       ::futimens(out, times);
     }
     ::close(*in);
-    if (ok && ::fsync(out) != 0) ok = tl::unexpected(sys_error("fsync", tmp, errno));
+    if (ok && durable_fsync(out) != 0) ok = tl::unexpected(sys_error("fsync", tmp, errno));
     ::close(out);
     if (ok && ::rename(tmp.c_str(), dst.c_str()) != 0) {
       ok = tl::unexpected(sys_error("rename", dst, errno));
@@ -913,7 +913,8 @@ class MaildirStore final : public spi::Store {
     if (auto c = check_keywords(options.flags.keywords); !c) return tl::unexpected(c.error());
     auto folder = existing_folder(name);
     if (!folder) return tl::unexpected(folder.error());
-    if (auto s = (*folder)->sync(); !s) return tl::unexpected(s.error());
+    // No sync here: commit() takes the lock and catches up with the uidlist, which is all an
+    // append needs; listing cur/ per delivery would make a big mailbox slow to deliver to.
     auto stream = std::make_unique<MaildirAppend>(st_, *folder, options);
     if (auto s = stream->start(); !s) return tl::unexpected(s.error());
     return stream;

@@ -1,6 +1,7 @@
 // The maildir plugin: its descriptor and factory. The backend itself is maildir_backend.cpp.
 #include "mailaccess/spi/host.hpp"
 #include "mailaccess/spi/plugin_helpers.hpp"
+#include "fs_util.hpp"
 #include "maildir_backend.hpp"
 
 namespace mailaccess::maildir {
@@ -9,15 +10,23 @@ namespace {
 class MaildirPlugin final : public spi::Plugin {
  public:
   explicit MaildirPlugin(spi::Host& host)
-      : backend_([&host](spi::LogLevel level, std::string_view message) {
+      : host_(host), backend_([&host](spi::LogLevel level, std::string_view message) {
           host.log(level, "maildir", "", message);
         }) {
+    host.declare_config({{"maildir.fsync", spi::ConfigType::Boolean, "true",
+                          "fsync every delivery and change before acknowledging it; turn off "
+                          "only for throwaway mail (tests, benchmarks)"}});
     host.register_backend(backend_);
   }
-  Result<void> start() noexcept override { return {}; }
+  Result<void> start() noexcept override {
+    auto config = host_.config();
+    set_fsync_enabled(!config || config->get_bool("maildir.fsync").value_or(true));
+    return {};
+  }
   void stop() noexcept override { backend_.stop(); }
 
  private:
+  spi::Host& host_;
   MaildirBackend backend_;
 };
 

@@ -299,7 +299,7 @@ Result<void> Uidlist::append(const std::string& records) {
   }
   data += records;
   if (auto w = write_all(fd_, data, path_); !w) return w;
-  if (::fdatasync(fd_) != 0) return tl::unexpected(sys_error("fdatasync", path_, errno));
+  if (durable_fdatasync(fd_) != 0) return tl::unexpected(sys_error("fdatasync", path_, errno));
   auto r = refresh();
   if (!r) return tl::unexpected(r.error());
   if (records_ > kMinCompactRecords && records_ > 2 * entries_.size()) {
