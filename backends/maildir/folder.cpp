@@ -365,8 +365,10 @@ void Folder::clean_tmp(int64_t now) {
   for (const auto& f : *files) {
     std::string path = tmp + "/" + f.name;
     struct stat st {};
-    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        now - mtime_ns(st) > kTmpMaxAge) {
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    // ctime, not mtime: a delivery in progress may already carry an old internal date as mtime.
+    int64_t changed = static_cast<int64_t>(st.st_ctim.tv_sec) * kSecond + st.st_ctim.tv_nsec;
+    if (now - changed > kTmpMaxAge) {
       ::unlink(path.c_str());
     }
   }

@@ -471,7 +471,7 @@ TEST_P(StorageConformance, CopyAndMoveReturnUidMaps) {
     auto u = append(*store_, "INBOX", simple_message("m" + std::to_string(i)),
                     flags_of(i % 2 ? uint32_t{spi::kFlagSeen} : 0u, {"K" + std::to_string(i)}),
                     1000000000 + i);
-    ASSERT_TRUE(u);
+    ASSERT_TRUE(u) << u.error().message << " " << u.error().detail;
     src.push_back(*u);
   }
   auto box = must_open("INBOX");
