@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -14,6 +13,7 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
+#include "mailaccess/log.hpp"
 #include "mailaccess/passwd.hpp"
 
 namespace mailaccess {
@@ -34,10 +34,7 @@ std::string fold(std::string_view s) {
   return out;
 }
 
-void auth_log(std::string_view message) {
-  // TODO(#1): route through mailaccess::log once log.hpp is part of the core.
-  std::fprintf(stderr, "warning auth: %.*s\n", static_cast<int>(message.size()), message.data());
-}
+void auth_log(std::string_view message) { log(LogLevel::Warning, "auth", "", message); }
 
 using UserMap = std::unordered_map<std::string, PasswdEntry>;  // key: folded user name
 

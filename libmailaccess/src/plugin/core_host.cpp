@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <cstdio>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -9,18 +8,9 @@
 #include "mailaccess/auth.hpp"
 #include "mailaccess/change_bus.hpp"
 #include "mailaccess/host.hpp"
-
-#if __has_include("mailaccess/log.hpp")
 #include "mailaccess/log.hpp"
-#define MAILACCESS_HAVE_CORE_LOG 1
-#endif
 
 namespace mailaccess {
-namespace {
-
-[[maybe_unused]] int level_rank(spi::LogLevel level) { return static_cast<int>(level); }
-
-}  // namespace
 
 struct CoreHost::Impl {
   mutable std::shared_mutex mutex;
@@ -81,19 +71,7 @@ const std::vector<spi::ConfigKey>& CoreHost::declared_config() const noexcept {
 
 void CoreHost::log(spi::LogLevel level, std::string_view component,
                    std::string_view connection_id, std::string_view message) noexcept {
-#ifdef MAILACCESS_HAVE_CORE_LOG
   mailaccess::log(level, component, connection_id, message);
-#else
-  static constexpr const char* kNames[] = {"debug", "info", "warning", "error"};
-  std::string line;
-  try {
-    line = fmt::format("{} {}{}{}: {}\n", kNames[level_rank(level)], component,
-                       connection_id.empty() ? "" : " ", connection_id, message);
-  } catch (...) {
-    return;
-  }
-  std::fwrite(line.data(), 1, line.size(), stderr);
-#endif
 }
 
 spi::Auth& CoreHost::auth() noexcept { return *impl_->auth; }
