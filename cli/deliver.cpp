@@ -35,6 +35,7 @@ struct DeliverOptions {
   std::string user;
   std::string mailbox;
   std::optional<std::string> sender;
+  std::vector<std::string> stray;  ///< positional arguments: none are expected
 };
 
 // Ends the command with `code`; main's handler for CLI::ParseError returns it as the exit status
@@ -188,11 +189,17 @@ void add_deliver_command(CLI::App& app, GlobalOptions& global) {
   cmd->add_option("-u,--user", opts->user, "Recipient user name");
   cmd->add_option("-m,--mailbox", opts->mailbox, "Mailbox to deliver to (created if missing)");
   cmd->add_option("-f,--from", opts->sender, "Envelope sender, added as Return-Path if missing");
+  // Anything else is a usage error (EX_USAGE), reported by run_deliver, not by CLI11.
+  cmd->add_option("args", opts->stray)->group("");
   cmd->allow_extras();
   cmd->footer(
       "Exit status (sysexits.h): 0 delivered, 64 usage, 65 bad message, 67 unknown user,\n"
       "73 mailbox cannot be created, 75 temporary failure (the MTA retries), 78 config error.");
-  cmd->callback([&global, opts, cmd] { run_deliver(global, *opts, cmd->remaining()); });
+  cmd->callback([&global, opts, cmd] {
+    auto extras = opts->stray;
+    for (auto& r : cmd->remaining()) extras.push_back(r);
+    run_deliver(global, *opts, extras);
+  });
 }
 
 }  // namespace mailaccess::cli

@@ -18,6 +18,9 @@ constexpr std::size_t kDataLineLimit = 1024 * 1024;
 constexpr unsigned kMaxErrors = 20;
 // Lines kept while a delivery runs (pipelined after the final dot, RFC 2920 §3.1).
 constexpr std::size_t kMaxPendingLines = 256;
+// Recipients of one message stored concurrently: deliveries wait mostly on fsync, so a few in
+// flight keep the disk busy without one transaction hogging the worker pool.
+constexpr std::size_t kParallelDeliveries = 4;
 
 }  // namespace
 
@@ -267,19 +270,21 @@ void LmtpSession::end_of_data() {
     return;
   }
   frozen_ = std::shared_ptr<const Spool>(std::move(spool_));
-  next_recipient_ = 0;
+  results_.assign(recipients_.size(), std::nullopt);
+  next_start_ = next_reply_ = in_flight_ = 0;
   conn_.pause_reading();
-  deliver_next();
+  start_deliveries();
 }
 
-void LmtpSession::deliver_next() {
-  if (state_ != State::Delivering) return;
-  if (next_recipient_ >= recipients_.size()) {
-    conn_.resume_reading();
-    finish_transaction();
-    return;
+void LmtpSession::start_deliveries() {
+  while (state_ == State::Delivering && in_flight_ < kParallelDeliveries &&
+         next_start_ < recipients_.size()) {
+    start_delivery(next_start_++);
   }
-  const auto& r = recipients_[next_recipient_];
+}
+
+void LmtpSession::start_delivery(std::size_t index) {
+  const auto& r = recipients_[index];
   auto request = std::make_shared<DeliveryRequest>(
       DeliveryRequest{r.user, r.detail, r.address, mail_ ? mail_->sender.text() : std::string()});
   auto result = std::make_shared<Result<DeliveryResult>>(
@@ -287,28 +292,45 @@ void LmtpSession::deliver_next() {
   auto spool = frozen_;
   spi::Host& host = host_;
   std::weak_ptr<int> alive = alive_;
-  // RFC 2033 §5: each reply goes out as soon as its delivery is done.
+  ++in_flight_;
   conn_.loop().run_blocking(
       [&host, request, spool, result] { *result = deliver(host, *request, *spool); },
-      [this, alive, request, result] {
+      [this, alive, index, request, result] {
         if (alive.expired() || state_ != State::Delivering) return;
+        --in_flight_;
         if (*result) {
           log(spi::LogLevel::Info, fmt::format("delivered <{}> to {}/{} uid={} size={}",
                                                request->recipient, request->user,
                                                (*result)->mailbox, (*result)->uid,
                                                frozen_ ? frozen_->size() : 0));
-          reply(250, "2.0.0", fmt::format("<{}> Saved as UID {}", request->recipient,
-                                          (*result)->uid));
+          results_[index] = Reply{250, "2.0.0", fmt::format("<{}> Saved as UID {}",
+                                                            request->recipient, (*result)->uid)};
         } else {
           const auto& error = result->error();
           log(spi::LogLevel::Warning,
               fmt::format("delivery to <{}> failed: {} ({}: {})", request->recipient,
                           error.message, to_string(error.code), error.detail));
-          reply(delivery_failure_reply(error, request->recipient));
+          results_[index] = delivery_failure_reply(error, request->recipient);
         }
-        ++next_recipient_;
-        deliver_next();
+        flush_replies();
       });
+}
+
+// RFC 2033 §4.2 and §5: one reply per recipient, in RCPT order, each sent as soon as it and
+// all before it are known.
+void LmtpSession::flush_replies() {
+  std::string out;
+  while (next_reply_ < results_.size() && results_[next_reply_]) {
+    out += format_reply(*results_[next_reply_]);
+    ++next_reply_;
+  }
+  if (!out.empty()) conn_.write(out);
+  if (next_reply_ == results_.size() && in_flight_ == 0) {
+    conn_.resume_reading();
+    finish_transaction();
+    return;
+  }
+  start_deliveries();
 }
 
 void LmtpSession::finish_transaction() {
@@ -330,7 +352,8 @@ void LmtpSession::reset_transaction() {
   recipients_.clear();
   spool_.reset();
   frozen_.reset();
-  next_recipient_ = 0;
+  results_.clear();
+  next_start_ = next_reply_ = in_flight_ = 0;
 }
 
 void LmtpSession::cmd_starttls() {

@@ -59,7 +59,9 @@ class LmtpSession final : public spi::ProtocolSession {
   void cmd_data(std::string_view args);
   void cmd_starttls();
   void end_of_data();
-  void deliver_next();
+  void start_deliveries();
+  void start_delivery(std::size_t index);
+  void flush_replies();
   void finish_transaction();
   void drain_pending();
   void reset_transaction();
@@ -88,7 +90,10 @@ class LmtpSession final : public spi::ProtocolSession {
   bool data_too_big_ = false;
   bool data_line_too_long_ = false;
   std::optional<Error> spool_error_;
-  std::size_t next_recipient_ = 0;
+  std::vector<std::optional<Reply>> results_;  // per recipient, filled as deliveries finish
+  std::size_t next_start_ = 0;                 // next recipient to hand to the worker pool
+  std::size_t next_reply_ = 0;                 // next reply to send (replies go out in order)
+  std::size_t in_flight_ = 0;
 
   // Lines that arrived while a delivery was running (pipelined after the final dot).
   std::deque<std::string> pending_;
