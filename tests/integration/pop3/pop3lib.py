@@ -2,8 +2,8 @@
 loopback ports, Maildir delivery the way an MTA does it, a raw line client for exact replies, and
 the choice of test messages.
 
-Every wait is bounded in time; nothing sleeps to synchronise: the server's readiness is its
-accepting connections, polled while waiting on its log output.
+Every wait is bounded in time; nothing sleeps to synchronise: the server is ready when it logs
+that it listens.
 """
 
 import os
@@ -19,6 +19,8 @@ import time
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
 IO_TIMEOUT = 20.0
+# What `mailaccess serve` logs once every listener is open.
+READY_MARK = b"ready, listening on"
 
 
 def free_ports(n):
@@ -41,6 +43,9 @@ def unverified_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+_delivery_seq = 0
 
 
 class Server:
@@ -98,39 +103,35 @@ class Server:
     # -- process -------------------------------------------------------------------------------
 
     def start(self):
+        """Starts the server and returns once it logs that it listens (bounded in time)."""
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.exe, "--config", self.config_path, "--plugin-dir", self.plugin_dir, "serve"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.state_dir)
         deadline = time.monotonic() + START_TIMEOUT
-        pending = {self.pop3_port, self.pop3s_port}
-        while pending:
-            for port in list(pending):
-                try:
-                    socket.create_connection((HOST, port), timeout=1).close()
-                    pending.discard(port)
-                except OSError:
-                    pass
-            if not pending:
-                break
+        seen = b""
+        while READY_MARK not in seen:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
                 self._drain_output(0)
-                raise RuntimeError(
-                    f"server did not start listening (exit {self.proc.poll()}):\n{self.log()}")
-            # Wait for the server to say something (it logs when it starts), at most a moment.
-            self._drain_output(min(left, 0.05))
+                raise RuntimeError("server did not start (exit %s):\n%s" %
+                                   (self.proc.poll(), self.log()))
+            seen = seen[-200:] + self._drain_output(left)
+        for port in (self.pop3_port, self.pop3s_port):
+            socket.create_connection((HOST, port), timeout=IO_TIMEOUT).close()
         return self
 
     def _drain_output(self, timeout):
         if self.proc is None or self.proc.stdout is None:
-            return
+            return b""
         r, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if r:
-            data = os.read(self.proc.stdout.fileno(), 65536)
-            if data:
-                self._log.write(data)
-                self._log.flush()
+        if not r:
+            return b""
+        data = os.read(self.proc.stdout.fileno(), 65536)
+        if data:
+            self._log.write(data)
+            self._log.flush()
+        return data
 
     def log(self):
         # Keep the pipe from filling while tests run.
@@ -183,22 +184,24 @@ class Server:
         return os.path.join(self.state_dir, "mail", user, "Maildir")
 
     def deliver(self, data, user="demo"):
-        """Writes a message the way an MTA does: into tmp/, fsync, then rename into new/."""
+        """Writes a message the way an MTA does: into tmp/, fsync, then rename into new/.
+        Names sort in delivery order, so the server numbers messages in that order."""
         md = self.maildir(user)
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(md, sub), exist_ok=True)
-        self._seq = getattr(self, "_seq", 0) + 1
-        name = f"{int(time.time())}.P{os.getpid()}Q{self._seq}.testhost"
+        global _delivery_seq
+        _delivery_seq += 1
+        name = "%d.P%dQ%08d.testhost" % (int(time.time()), os.getpid(), _delivery_seq)
         tmp = os.path.join(md, "tmp", name)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, os.path.join(md, "new", name))
-        return name
 
     def message_files(self, user="demo"):
-        """{base name: flags} of every message file in new/ and cur/."""
+        """{path: Maildir flags} of every message file in new/ and cur/. The server renames
+        files it picks up (own unique name, ",S=" size), so tests find messages by content."""
         md = self.maildir(user)
         out = {}
         for sub in ("new", "cur"):
@@ -206,9 +209,20 @@ class Server:
             if not os.path.isdir(d):
                 continue
             for fn in os.listdir(d):
-                base, _, info = fn.partition(":")
-                out[base] = info[2:] if info.startswith("2,") else ""
+                _, _, info = fn.partition(":")
+                out[os.path.join(d, fn)] = info[2:] if info.startswith("2,") else ""
         return out
+
+    def flags_of(self, marker, user="demo"):
+        """Maildir flags of the one message file whose bytes contain `marker`."""
+        found = []
+        for path, flags in self.message_files(user).items():
+            with open(path, "rb") as f:
+                if marker in f.read():
+                    found.append(flags)
+        if len(found) != 1:
+            raise AssertionError("%d files contain %r" % (len(found), marker))
+        return found[0]
 
 
 class RawClient:
