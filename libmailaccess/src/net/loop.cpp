@@ -220,6 +220,10 @@ Loop::~Loop() {
     dropped.swap(impl_->queue);
   }
   dropped.clear();
+  // A bufferevent freed while its deferred callbacks were queued (a connection dropped after
+  // its loop stopped) is only released by those callbacks: give them a few turns.
+  impl_->stop_requested.store(false);
+  for (int i = 0; i < 4; ++i) event_base_loop(impl_->base, EVLOOP_NONBLOCK);
   event_free(impl_->wake);
   event_base_free(impl_->base);
 }

@@ -34,6 +34,8 @@ class Server:
     """One `mailaccess serve` process with its own state dir, config and plugin dir."""
 
     def __init__(self, root, listeners, settings=None, wait_ready=True):
+        STARTED.append(self)
+        self.expect_clean_exit = wait_ready
         self.root = root
         os.makedirs(root, exist_ok=True)
         self.plugin_dir = os.path.join(root, "plugins")
@@ -141,6 +143,23 @@ class Server:
 
     def cert(self):
         return os.path.join(self.root, "state", "tls", "cert.pem")
+
+
+# Every server a test started; after the test, each one that came up must have exited 0 with
+# nothing from the sanitizers in its log.
+STARTED = []
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
+
+
+def check_clean_exits():
+    for srv in STARTED:
+        if not srv.expect_clean_exit:
+            continue
+        srv.stop()
+        if srv.proc.returncode != 0:
+            raise AssertionError(f"server exited with {srv.proc.returncode}:\n" + srv.log_text())
+        if SANITIZER_RE.search(srv.log_text()):
+            raise AssertionError("sanitizer report in the server log:\n" + srv.log_text())
 
 
 def toml(value):
@@ -501,8 +520,10 @@ def main():
         if only and only not in test.__name__:
             continue
         with tempfile.TemporaryDirectory(prefix="mailaccess-core-") as tmp:
+            STARTED.clear()
             try:
                 test(tmp)
+                check_clean_exits()
                 print(f"ok   {test.__name__}")
             except Exception:
                 failed += 1
