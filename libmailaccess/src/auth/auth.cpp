@@ -25,6 +25,8 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kFailureMemory = std::chrono::minutes(15);
 // Above this many remembered peers/users, stale entries are pruned on the next failure.
 constexpr std::size_t kFailurePruneAt = 4096;
+// Hard bound on remembered peers (and, separately, users).
+constexpr std::size_t kFailureMaxEntries = 16384;
 constexpr const char* kAuthFailed = "Authentication failed";
 
 std::string fold(std::string_view s) {
@@ -110,7 +112,7 @@ class FailureTracker {
 
   void record_success(const std::string& user) {
     std::lock_guard lock(mutex_);
-    by_user_.erase(user);
+    by_user_.map.erase(user);
   }
 
  private:
@@ -120,11 +122,29 @@ class FailureTracker {
   };
   using Map = std::unordered_map<std::string, Entry>;
 
-  static unsigned bump(Map& map, const std::string& key, Clock::time_point now) {
-    if (map.size() >= kFailurePruneAt) {
-      for (auto it = map.begin(); it != map.end();) {
-        it = now - it->second.last > kFailureMemory ? map.erase(it) : std::next(it);
+  // One kind of key (peers or users). Cleaning is amortized: it runs when the table has doubled
+  // since the last time, or reached its bound.
+  struct Table {
+    Map map;
+    std::size_t clean_at = kFailurePruneAt;
+  };
+
+  static unsigned bump(Table& table, const std::string& key, Clock::time_point now) {
+    Map& map = table.map;
+    if (map.size() >= std::min(table.clean_at, kFailureMaxEntries) && !map.count(key)) {
+      std::erase_if(map, [&](const auto& kv) { return now - kv.second.last > kFailureMemory; });
+      // Still full (many names or addresses within the memory window): forget the quietest
+      // eighth, so memory stays bounded whatever clients send.
+      if (map.size() >= kFailureMaxEntries) {
+        std::vector<Clock::time_point> times;
+        times.reserve(map.size());
+        for (const auto& kv : map) times.push_back(kv.second.last);
+        auto cut = times.begin() + static_cast<std::ptrdiff_t>(times.size() / 8);
+        std::nth_element(times.begin(), cut, times.end());
+        Clock::time_point cutoff = *cut;
+        std::erase_if(map, [&](const auto& kv) { return kv.second.last <= cutoff; });
       }
+      table.clean_at = std::max(kFailurePruneAt, map.size() * 2);
     }
     Entry& e = map[key];
     if (e.count > 0 && now - e.last > kFailureMemory) e.count = 0;
@@ -136,8 +156,8 @@ class FailureTracker {
   std::chrono::milliseconds base_;
   std::chrono::milliseconds max_;
   std::mutex mutex_;
-  Map by_peer_;
-  Map by_user_;
+  Table by_peer_;
+  Table by_user_;
 };
 
 struct Shared {

@@ -382,6 +382,24 @@ TEST_F(AuthTest, FailureDelayGrowsPerPeerAndPerUserAndIsBounded) {
   EXPECT_TRUE(loop.timers_.empty()) << "fired delay timers are released";
 }
 
+TEST_F(AuthTest, FailureMemoryIsBoundedAgainstManyNames) {
+  write_passwd("ann:{PLAIN}a\n");
+  auto auth = make_auth(config());
+  ManualLoop loop;
+  using ms = std::chrono::milliseconds;
+  EXPECT_FALSE(verify(*auth, &loop, "victim", "x", "203.0.113.1"));
+  EXPECT_FALSE(verify(*auth, &loop, "victim", "x", "203.0.113.2"));
+  EXPECT_EQ(loop.armed_for_.back(), ms(200)) << "victim's second failure";
+  // A flood of distinct names from distinct addresses pushes the oldest entries out instead of
+  // growing without bound.
+  for (int i = 0; i < 17000; ++i) {
+    std::string n = std::to_string(i);
+    EXPECT_FALSE(verify(*auth, &loop, "u" + n, "x", "10.0." + n));
+  }
+  EXPECT_FALSE(verify(*auth, &loop, "victim", "x", "203.0.113.3"));
+  EXPECT_EQ(loop.armed_for_.back(), ms(100)) << "victim's record was the oldest and was evicted";
+}
+
 TEST_F(AuthTest, ZeroDelayAnswersFailuresAtOnce) {
   write_passwd("ann:{PLAIN}a\n");
   auto auth = make_auth(config({"auth.failure_delay_ms=0"}));
