@@ -341,7 +341,13 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
 
   enum class Kind { Leaf, Multipart, Message } kind = Kind::Leaf;
   std::string_view boundary;
-  if (part.is_multipart() || part.is_message_rfc822()) {
+  // RFC 2046 §5.2.1: a message/rfc822 body may only be 7bit, 8bit or binary. One sent as
+  // base64 or quoted-printable is not read as a message (its bytes are not a message until
+  // decoded); it stays a basic part with no embedded envelope or structure, as Dovecot has it.
+  const bool encoded_message = part.is_message_rfc822() &&
+                               (iequals(part.encoding, "base64") ||
+                                iequals(part.encoding, "quoted-printable"));
+  if (part.is_multipart() || (part.is_message_rfc822() && !encoded_message)) {
     if (depth >= limits_.max_depth || parts_ >= limits_.max_parts) {
       make_opaque(part);
     } else if (part.is_message_rfc822()) {

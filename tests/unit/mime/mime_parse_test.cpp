@@ -378,5 +378,36 @@ TEST(MimeParse, MessageRfc822NestedStructure) {
   EXPECT_EQ(s.root.body_lines, 7u);
 }
 
+TEST(MimeParse, EncodedMessageRfc822IsABasicPart) {
+  // RFC 2046 §5.2.1: "No encoding other than "7bit", "8bit", or "binary" is permitted for the
+  // body of a "message/rfc822" entity." A base64 or quoted-printable one is not a message as
+  // it stands, so it has no embedded envelope or structure; its body is all of its bytes.
+  for (std::string encoding : {"base64", "Quoted-Printable"}) {
+    SCOPED_TRACE(encoding);
+    std::string msg = to_crlf("Content-Type: multipart/mixed; boundary=b\n\n"
+                              "--b\nContent-Type: message/rfc822\nContent-Transfer-Encoding: " +
+                              encoding +
+                              "\n\n"
+                              "U3ViamVjdDogaW5uZXIKCmJvZHkK\n"
+                              "--b--\n");
+    MessageStructure s = parse(msg);
+    check_structure(msg, s);
+    ASSERT_EQ(s.root.children.size(), 1u);
+    const BodyPart& m = s.root.children[0];
+    EXPECT_TRUE(m.is_message_rfc822());
+    EXPECT_TRUE(m.children.empty());
+    EXPECT_EQ(m.message_envelope, nullptr);
+    EXPECT_EQ(body_of(msg, m), "U3ViamVjdDogaW5uZXIKCmJvZHkK");
+  }
+  // The permitted identity encodings still nest.
+  std::string msg = to_crlf("Content-Type: message/rfc822\nContent-Transfer-Encoding: 8bit\n\n"
+                            "Subject: inner\n\nbody\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 1u);
+  ASSERT_NE(s.root.message_envelope, nullptr);
+  EXPECT_EQ(s.root.message_envelope->subject, "inner");
+}
+
 }  // namespace
 }  // namespace mailaccess::mime
