@@ -554,7 +554,8 @@ void Session::on_opened(Result<std::shared_ptr<Maildrop>> result, const std::str
   entries_.reserve(inbox.count());
   for (std::size_t i = 0; i < inbox.count(); ++i) {
     const auto& info = inbox.message(i);
-    entries_.push_back(Entry{info.uid, info.size, false});
+    entries_.push_back(Entry{info.uid, info.size, false, (info.flags.system & spi::kFlagSeen) != 0,
+                             false});
   }
   state_ = State::Transaction;
   login_user_ = user;
@@ -673,35 +674,61 @@ void Session::cmd_rset() {
 }
 
 void Session::cmd_quit() {
-  // RFC 1939 §6: the UPDATE state. Only here are messages removed; a session that ends any other
-  // way removes nothing.
-  std::vector<uint32_t> uids;
+  // RFC 1939 §6: the UPDATE state. Only here do messages RETRieved become \Seen and DELEted
+  // ones go away; a session that ends any other way (dropped, timed out) changes nothing, as
+  // Dovecot does.
+  std::vector<uint32_t> seen;
+  std::vector<uint32_t> deleted;
   for (const auto& e : entries_) {
-    if (e.deleted) uids.push_back(e.uid);
+    if (e.deleted) {
+      deleted.push_back(e.uid);
+    } else if (e.retrieved && !e.seen) {
+      seen.push_back(e.uid);
+    }
   }
-  if (uids.empty()) {
+  if (seen.empty() && deleted.empty()) {
     reply("+OK Logging out.");
     return close_session();
   }
+  const bool any_deleted = !deleted.empty();
   begin_async();
   state_ = State::Closing;
   queued_.clear();
+  struct Update {
+    std::optional<Error> seen_error;
+    Result<std::vector<uint32_t>> removed = std::vector<uint32_t>{};
+  };
+  auto update = std::make_shared<Update>();
   auto drop = maildrop_;
-  auto removed = std::make_shared<Result<std::vector<uint32_t>>>(
-      fail(ErrorCode::Temp, "Server shutting down"));
   std::weak_ptr<char> weak = alive_;
   conn_.loop().run_blocking(
-      [drop, uids = std::move(uids), removed]() { *removed = drop->inbox->expunge(uids); },
-      [this, weak, removed]() {
+      [drop, seen = std::move(seen), deleted = std::move(deleted), update]() {
+        if (!seen.empty()) {
+          spi::FlagUpdate add_seen;
+          add_seen.op = spi::FlagOp::Add;
+          add_seen.flags.system = spi::kFlagSeen;
+          auto r = drop->inbox->update_flags(seen, add_seen);
+          if (!r) update->seen_error = r.error();
+        }
+        if (!deleted.empty()) update->removed = drop->inbox->expunge(deleted);
+      },
+      [this, weak, update, any_deleted]() {
         if (weak.expired() || closed_) return;
-        if (*removed) {
-          expunged_count_ = (*removed)->size();
-          reply(fmt::format("+OK Logging out, {} messages deleted.", expunged_count_));
-        } else {
-          const Error& e = removed->error();
+        if (update->seen_error) {
+          host_.log(spi::LogLevel::Warning, kComponent, conn_.id(),
+                    fmt::format("cannot set \\Seen: {} {}", to_string(update->seen_error->code),
+                                update->seen_error->detail));
+        }
+        if (!update->removed) {
+          const Error& e = update->removed.error();
           host_.log(spi::LogLevel::Warning, kComponent, conn_.id(),
                     fmt::format("expunge failed: {} {}", to_string(e.code), e.detail));
           reply("-ERR [SYS/TEMP] Some deleted messages were not removed.");
+        } else if (!any_deleted) {
+          reply("+OK Logging out.");
+        } else {
+          expunged_count_ = update->removed->size();
+          reply(fmt::format("+OK Logging out, {} messages deleted.", expunged_count_));
         }
         close_session();
       });
@@ -721,8 +748,7 @@ void Session::start_transfer(Entry& entry, std::optional<uint64_t> top_lines) {
   Transfer t;
   t.reader = std::move(*reader);
   t.size = t.reader->size();
-  t.uid = entry.uid;
-  t.mark_seen = !top_lines.has_value();
+  t.index = static_cast<std::size_t>(&entry - entries_.data());
   if (top_lines) {
     t.top.emplace(*top_lines);
     ++top_count_;
@@ -775,23 +801,8 @@ void Session::finish_transfer() {
   out_buf_.clear();
   t.stuffer.finish(out_buf_);
   conn_.write(out_buf_);
-  if (t.mark_seen) {
-    // RETR marks the message \Seen so IMAP clients see it as read; TOP does not.
-    auto& inbox = *maildrop_->inbox;
-    const auto index = inbox.index_of(t.uid);
-    if (index && (inbox.message(*index).flags.system & spi::kFlagSeen) == 0) {
-      spi::FlagUpdate update;
-      update.op = spi::FlagOp::Add;
-      update.flags.system = spi::kFlagSeen;
-      const uint32_t uid = t.uid;
-      auto r = inbox.update_flags(std::span<const uint32_t>(&uid, 1), update);
-      if (!r) {
-        host_.log(spi::LogLevel::Warning, kComponent, conn_.id(),
-                  fmt::format("cannot set \\Seen on uid={}: {} {}", uid, to_string(r.error().code),
-                              r.error().detail));
-      }
-    }
-  }
+  // RETR marks the message \Seen (TOP does not), in the UPDATE state with the deletions.
+  if (!t.top) entries_[t.index].retrieved = true;
   transfer_.reset();
   // Idle sessions keep no transfer buffers.
   std::string().swap(read_buf_);

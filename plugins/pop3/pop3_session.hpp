@@ -82,7 +82,9 @@ class Session final : public spi::ProtocolSession {
   struct Entry {
     uint32_t uid = 0;
     uint64_t size = 0;
-    bool deleted = false;
+    bool deleted = false;  ///< DELE: expunged at QUIT
+    bool seen = false;     ///< had \Seen at login
+    bool retrieved = false;  ///< RETR completed: gets \Seen at QUIT
   };
 
   /// A RETR or TOP being streamed.
@@ -90,8 +92,7 @@ class Session final : public spi::ProtocolSession {
     std::unique_ptr<spi::MessageReader> reader;
     uint64_t offset = 0;
     uint64_t size = 0;
-    uint32_t uid = 0;
-    bool mark_seen = false;
+    std::size_t index = 0;  ///< into entries_
     DotStuffer stuffer;
     std::optional<TopLimiter> top;
   };

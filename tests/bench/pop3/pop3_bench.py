@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "integration", "pop3"))
 from pop3lib import HOST, RawClient, Server  # noqa: E402
 
-SIZES = [("1 KB", 1024, 2000), ("100 KB", 100 * 1024, 400), ("10 MB", 10 * 1024 * 1024, 6)]
+SIZES = [("1 KB", 1024, 500), ("100 KB", 100 * 1024, 100), ("10 MB", 10 * 1024 * 1024, 4)]
 
 
 def make_message(size, tag):
@@ -26,8 +26,10 @@ def make_message(size, tag):
     return (head + body)[:size - 1] + b"\n"
 
 
-def login(port, user, password):
+def login(port, user, password, timeout=None):
     c = RawClient(port)
+    if timeout is not None:
+        c.sock.settimeout(timeout)
     c.line()
     if c.cmd("USER " + user) != "+OK" or c.cmd("PASS " + password) != "+OK Logged in.":
         raise RuntimeError("login failed")
@@ -39,7 +41,10 @@ def bench_retr(server, label, size, count, seconds):
     server.add_user(user, password)
     for i in range(count):
         server.deliver(make_message(size, b"%d" % i), user)
-    c = login(server.pop3_port, user, password)
+    # The first login adopts the MTA's files from new/ (the backend's work, timed apart).
+    t0 = time.monotonic()
+    c = login(server.pop3_port, user, password, timeout=300)
+    first_login = time.monotonic() - t0
     total = 0
     done = 0
     start = time.monotonic()
@@ -54,8 +59,9 @@ def bench_retr(server, label, size, count, seconds):
     elapsed = time.monotonic() - start
     c.cmd("QUIT")
     c.close()
-    print("RETR %-7s %6d messages  %9.1f MB/s  %9.1f msg/s" %
-          (label, done, total / elapsed / 1e6, done / elapsed))
+    print("RETR %-7s %6d messages  %9.1f MB/s  %9.1f msg/s   (first login over %d new "
+          "messages: %.2fs)" % (label, done, total / elapsed / 1e6, done / elapsed, count,
+                                first_login))
 
 
 def bench_sessions(server, seconds, limit=20000):

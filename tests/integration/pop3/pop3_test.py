@@ -232,6 +232,8 @@ class Pop3Test(ServerTest):
         for i in range(2):
             self.server.deliver(b"Subject: keep %d\n\nx\n" % i, user)
         c = self.raw_login(user, password)
+        self.assertTrue(c.cmd("RETR 1").startswith("+OK"))
+        c.multiline_raw()
         self.assertEqual(c.cmd("DELE 1"), "+OK Marked to be deleted.")
         self.assertEqual(c.cmd("DELE 2"), "+OK Marked to be deleted.")
         c.close()  # no QUIT: RFC 1939 §6, no UPDATE state
@@ -239,8 +241,9 @@ class Pop3Test(ServerTest):
         self.assertEqual(c.stat()[0], 2)
         c.quit()
         self.assertEqual(len(self.server.message_files(user)), 2)
+        self.assertNotIn("S", self.server.flags_of(b"keep 0", user))
 
-    def test_retr_marks_seen_top_does_not(self):
+    def test_retr_marks_seen_at_quit_top_does_not(self):
         user, password = self.new_user()
         self.server.deliver(b"Subject: one\n\nread me\n", user)
         self.server.deliver(b"Subject: two\n\npeek only\n", user)
@@ -249,9 +252,8 @@ class Pop3Test(ServerTest):
         c.multiline_raw()
         self.assertEqual(c.cmd("TOP 2 0"), "+OK Top of message follows.")
         self.assertEqual(c.multiline_raw(), b"Subject: two\r\n\r\n.\r\n")
-        # Visible on disk at once (Maildir ":2," flags), before QUIT.
-        self.assertIn("S", self.server.flags_of(b"read me", user))
-        self.assertNotIn("S", self.server.flags_of(b"peek only", user))
+        # RFC 1939 §6: like deletions, the change waits for QUIT (Maildir ":2," flags).
+        self.assertNotIn("S", self.server.flags_of(b"read me", user))
         self.assertEqual(c.cmd("QUIT"), "+OK Logging out.")
         self.assertIn("S", self.server.flags_of(b"read me", user))
         self.assertNotIn("S", self.server.flags_of(b"peek only", user))

@@ -8,12 +8,12 @@ that it listens.
 
 import os
 import re
-import select
 import signal
 import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -108,35 +108,34 @@ class Server:
         self.proc = subprocess.Popen(
             [self.exe, "--config", self.config_path, "--plugin-dir", self.plugin_dir, "serve"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.state_dir)
-        deadline = time.monotonic() + START_TIMEOUT
-        seen = b""
-        while READY_MARK not in seen:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self._drain_output(0)
-                raise RuntimeError("server did not start (exit %s):\n%s" %
-                                   (self.proc.poll(), self.log()))
-            seen = seen[-200:] + self._drain_output(left)
-        for port in (self.pop3_port, self.pop3s_port):
-            socket.create_connection((HOST, port), timeout=IO_TIMEOUT).close()
+        self._ready = threading.Event()
+        self._ready_seen = False
+        # The server's output is copied to the log file as it comes, so a chatty server never
+        # blocks on a full pipe.
+        self._pump = threading.Thread(target=self._copy_output, daemon=True)
+        self._pump.start()
+        if not self._ready.wait(START_TIMEOUT) or not self._ready_seen:
+            raise RuntimeError("server did not start (exit %s):\n%s" %
+                               (self.proc.poll(), self.log()))
         return self
 
-    def _drain_output(self, timeout):
-        if self.proc is None or self.proc.stdout is None:
-            return b""
-        r, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not r:
-            return b""
-        data = os.read(self.proc.stdout.fileno(), 65536)
-        if data:
+    def _copy_output(self):
+        tail = b""
+        fd = self.proc.stdout.fileno()
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
             self._log.write(data)
             self._log.flush()
-        return data
+            if not self._ready_seen:
+                tail = tail[-200:] + data
+                if READY_MARK in tail:
+                    self._ready_seen = True
+                    self._ready.set()
+        self._ready.set()  # exited: start() reports it
 
     def log(self):
-        # Keep the pipe from filling while tests run.
-        if self.proc is not None and self.proc.poll() is None:
-            self._drain_output(0)
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
@@ -149,20 +148,17 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=15)
+            self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate(timeout=15)
-        if out:
-            self._log.write(out)
+            self.proc.wait(timeout=15)
+        self._pump.join(timeout=15)
+        self.proc.stdout.close()
         self._log.close()
         self.proc = None
 
     def alive(self):
-        if self.proc is None:
-            return False
-        self._drain_output(0)
-        return self.proc.poll() is None
+        return self.proc is not None and self.proc.poll() is None
 
     def cleanup(self):
         self.stop()

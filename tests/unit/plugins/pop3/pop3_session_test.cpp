@@ -577,22 +577,19 @@ TEST_F(Pop3SessionTest, NumbersAreFixedForTheSession) {
   EXPECT_EQ(send("RETR 2\r\n"), "-ERR No such message.\r\n");
 }
 
-TEST_F(Pop3SessionTest, RetrStuffsAndMarksSeen) {
+TEST_F(Pop3SessionTest, RetrStuffsAndMarksSeenAtQuit) {
   host_.disk.add(kMsg1);
   host_.disk.add(kMsg2);
+  host_.disk.add(kMsg2);
+  host_.disk.messages[2].flags = spi::kFlagSeen;  // read before, e.g. over IMAP
   start();
   login();
   EXPECT_EQ(send("TOP 1 0\r\n"),
             "+OK Top of message follows.\r\nFrom: a@example.org\r\nSubject: one\r\n\r\n.\r\n");
-  EXPECT_EQ(host_.disk.messages[0].flags, 0u);  // TOP does not mark \Seen
   EXPECT_EQ(send("RETR 1\r\n"), fmt::format("+OK {} octets\r\n", kMsg1.size()) +
                                     "From: a@example.org\r\nSubject: one\r\n\r\nHello\r\n"
                                     "..dot line\r\n.\r\n");
-  EXPECT_EQ(host_.disk.messages[0].flags, static_cast<uint32_t>(spi::kFlagSeen));
-  EXPECT_EQ(host_.disk.messages[1].flags, 0u);
-  // A second RETR of a \Seen message does not write flags again.
-  send("RETR 1\r\n");
-  EXPECT_EQ(host_.disk.flag_updates, 1);
+  send("RETR 1\r\nRETR 3\r\n");
   EXPECT_EQ(send("TOP 2 2\r\n"), "+OK Top of message follows.\r\n"
                                  "From: b@example.org\r\nSubject: two\r\n\r\nl1\r\nl2\r\n.\r\n");
   EXPECT_EQ(send("TOP 1 -1\r\n"), "-ERR Invalid number of lines.\r\n");
@@ -600,6 +597,24 @@ TEST_F(Pop3SessionTest, RetrStuffsAndMarksSeen) {
   EXPECT_EQ(send("TOP x 1\r\n"), "-ERR Invalid message number.\r\n");
   EXPECT_EQ(send("TOP 9 1\r\n"), "-ERR No such message.\r\n");
   EXPECT_EQ(send("RETR\r\n"), "-ERR Invalid arguments.\r\n");
+  // RFC 1939 §6: changes wait for the UPDATE state.
+  EXPECT_EQ(host_.disk.flag_updates, 0);
+  EXPECT_EQ(send("QUIT\r\n"), "+OK Logging out.\r\n");
+  // RETR'd message 1 is \Seen now; TOP'd message 2 is not; 3 was already and is not rewritten.
+  EXPECT_EQ(host_.disk.messages[0].flags, static_cast<uint32_t>(spi::kFlagSeen));
+  EXPECT_EQ(host_.disk.messages[1].flags, 0u);
+  EXPECT_EQ(host_.disk.flag_updates, 1);
+  close_by_peer();
+}
+
+TEST_F(Pop3SessionTest, DroppedConnectionMarksNothingSeen) {
+  host_.disk.add(kMsg1);
+  start();
+  login();
+  send("RETR 1\r\n");
+  close_by_peer();
+  EXPECT_EQ(host_.disk.messages[0].flags, 0u);
+  EXPECT_EQ(host_.disk.flag_updates, 0);
 }
 
 TEST_F(Pop3SessionTest, DeleRsetQuit) {
@@ -733,7 +748,7 @@ TEST_F(Pop3SessionTest, DisconnectMidRetr) {
   close_by_peer();
   session_->on_writable();  // a late event must do nothing
   loop_.run();
-  EXPECT_EQ(host_.disk.messages[0].flags, 0u);  // not \Seen: the client never got it
+  EXPECT_EQ(host_.disk.flag_updates, 0);  // not \Seen: the client never got it
   EXPECT_EQ(host_.disk.messages.size(), 1u);
 }
 
