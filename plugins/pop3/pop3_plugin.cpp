@@ -36,8 +36,8 @@ class Pop3Plugin final : public spi::Plugin, public spi::ProtocolFactory {
       host_.log(spi::LogLevel::Error, "pop3", conn.id(), settings.error().message);
       return nullptr;
     }
-    return std::unique_ptr<spi::ProtocolSession>(
-        new (std::nothrow) Session(host_, conn, *settings));
+    return std::unique_ptr<spi::ProtocolSession>(new (std::nothrow)
+                                                     Session(host_, conn, *settings));
   }
 
  private:

@@ -1,11 +1,11 @@
 #include "pop3_session.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
 #include <span>
 #include <utility>
-
-#include <fmt/format.h>
 
 #ifndef MAILACCESS_VERSION
 #define MAILACCESS_VERSION "unknown"
@@ -480,13 +480,12 @@ void Session::verify(std::string user, std::string_view password, std::string_vi
   ctx.loop = &conn_.loop();
   std::weak_ptr<char> weak = alive_;
   const std::string name = user;
-  host_.auth().verify(
-      name, password, ctx,
-      [this, weak, user = std::move(user), method = std::string(method)](
-          Result<spi::AuthUser> result) mutable {
-        if (weak.expired()) return;
-        on_verified(std::move(result), user, method);
-      });
+  host_.auth().verify(name, password, ctx,
+                      [this, weak, user = std::move(user),
+                       method = std::string(method)](Result<spi::AuthUser> result) mutable {
+                        if (weak.expired()) return;
+                        on_verified(std::move(result), user, method);
+                      });
 }
 
 void Session::on_verified(Result<spi::AuthUser> result, const std::string& user,
@@ -540,8 +539,8 @@ void Session::on_opened(Result<std::shared_ptr<Maildrop>> result, const std::str
   if (!result) {
     const Error& e = result.error();
     host_.log(spi::LogLevel::Warning, kComponent, conn_.id(),
-              fmt::format("cannot open INBOX user={}: {} {}", printable(user),
-                          to_string(e.code), e.detail));
+              fmt::format("cannot open INBOX user={}: {} {}", printable(user), to_string(e.code),
+                          e.detail));
     reply(storage_error_reply(e, "Cannot open the mailbox"));
     end_async();
     return;
@@ -554,8 +553,8 @@ void Session::on_opened(Result<std::shared_ptr<Maildrop>> result, const std::str
   entries_.reserve(inbox.count());
   for (std::size_t i = 0; i < inbox.count(); ++i) {
     const auto& info = inbox.message(i);
-    entries_.push_back(Entry{info.uid, info.size, false, (info.flags.system & spi::kFlagSeen) != 0,
-                             false});
+    entries_.push_back(
+        Entry{info.uid, info.size, false, (info.flags.system & spi::kFlagSeen) != 0, false});
   }
   state_ = State::Transaction;
   login_user_ = user;
@@ -739,9 +738,9 @@ void Session::start_transfer(Entry& entry, std::optional<uint64_t> top_lines) {
   if (!reader) {
     const Error& e = reader.error();
     if (e.code != ErrorCode::Expunged && e.code != ErrorCode::NotFound) {
-      host_.log(spi::LogLevel::Warning, kComponent, conn_.id(),
-                fmt::format("cannot open message uid={}: {} {}", entry.uid, to_string(e.code),
-                            e.detail));
+      host_.log(
+          spi::LogLevel::Warning, kComponent, conn_.id(),
+          fmt::format("cannot open message uid={}: {} {}", entry.uid, to_string(e.code), e.detail));
     }
     return reply(storage_error_reply(e, "Cannot read the message"));
   }
@@ -777,7 +776,8 @@ void Session::pump() {
     if (t.offset >= t.size || (t.top && t.top->done())) return finish_transfer();
     const auto want = static_cast<std::size_t>(std::min<uint64_t>(kChunkBytes, t.size - t.offset));
     auto n = t.reader->read(t.offset, std::span<char>(read_buf_.data(), want));
-    if (!n) return abort_transfer(fmt::format("{} {}", to_string(n.error().code), n.error().detail));
+    if (!n)
+      return abort_transfer(fmt::format("{} {}", to_string(n.error().code), n.error().detail));
     // A file shorter than its size says: end the response properly with what there was.
     if (*n == 0) return finish_transfer();
     std::string_view chunk(read_buf_.data(), *n);

@@ -82,8 +82,8 @@ class Session final : public spi::ProtocolSession {
   struct Entry {
     uint32_t uid = 0;
     uint64_t size = 0;
-    bool deleted = false;  ///< DELE: expunged at QUIT
-    bool seen = false;     ///< had \Seen at login
+    bool deleted = false;    ///< DELE: expunged at QUIT
+    bool seen = false;       ///< had \Seen at login
     bool retrieved = false;  ///< RETR completed: gets \Seen at QUIT
   };
 
@@ -150,7 +150,7 @@ class Session final : public spi::ProtocolSession {
   const Settings settings_;
 
   State state_ = State::Authorization;
-  bool closed_ = false;          ///< on_closed() ran: nothing may be written
+  bool closed_ = false;           ///< on_closed() ran: nothing may be written
   bool close_requested_ = false;  ///< Connection::close() was called
   /// An asynchronous step (login, STLS, a transfer, QUIT's expunge) is running: input waits in
   /// queued_ and is processed in order afterwards (RFC 2449 §6.6 PIPELINING).

@@ -138,8 +138,8 @@ std::vector<std::string> read_all(CommandReader& reader, std::string_view stream
 
 TEST(Pop3CommandReader, WholeAndByteByByteAgree) {
   const std::string long_line(300, 'x');
-  const std::string stream = "USER demo\r\nPASS demo\r\nstat\nLIST 1\r\n" + long_line +
-                             "\r\nTOP 1 0\r\n\r\nQUIT\r\n";
+  const std::string stream =
+      "USER demo\r\nPASS demo\r\nstat\nLIST 1\r\n" + long_line + "\r\nTOP 1 0\r\n\r\nQUIT\r\n";
   const std::vector<std::string> expected = {"USER|demo", "PASS|demo", "STAT", "LIST|1",
                                              "!",         "TOP|1|0",   "",     "QUIT"};
   for (std::size_t step : {stream.size(), std::size_t{1}, std::size_t{2}, std::size_t{7}}) {

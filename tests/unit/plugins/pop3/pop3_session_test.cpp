@@ -297,8 +297,8 @@ class TestHost final : public spi::Host {
  public:
   void declare_config(std::vector<spi::ConfigKey>) noexcept override {}
   std::shared_ptr<const spi::ConfigView> config() const noexcept override { return config_; }
-  void log(spi::LogLevel, std::string_view, std::string_view, std::string_view message) noexcept
-      override {
+  void log(spi::LogLevel, std::string_view, std::string_view,
+           std::string_view message) noexcept override {
     logs.emplace_back(message);
   }
   spi::Auth& auth() noexcept override { return auth_; }
@@ -590,8 +590,9 @@ TEST_F(Pop3SessionTest, RetrStuffsAndMarksSeenAtQuit) {
                                     "From: a@example.org\r\nSubject: one\r\n\r\nHello\r\n"
                                     "..dot line\r\n.\r\n");
   send("RETR 1\r\nRETR 3\r\n");
-  EXPECT_EQ(send("TOP 2 2\r\n"), "+OK Top of message follows.\r\n"
-                                 "From: b@example.org\r\nSubject: two\r\n\r\nl1\r\nl2\r\n.\r\n");
+  EXPECT_EQ(send("TOP 2 2\r\n"),
+            "+OK Top of message follows.\r\n"
+            "From: b@example.org\r\nSubject: two\r\n\r\nl1\r\nl2\r\n.\r\n");
   EXPECT_EQ(send("TOP 1 -1\r\n"), "-ERR Invalid number of lines.\r\n");
   EXPECT_EQ(send("TOP -1\r\n"), "-ERR Invalid arguments.\r\n");
   EXPECT_EQ(send("TOP x 1\r\n"), "-ERR Invalid message number.\r\n");
@@ -681,10 +682,10 @@ TEST_F(Pop3SessionTest, PipelinedCommandsRunInOrder) {
   session_->on_line_too_long();
   session_->on_line("QUIT");
   loop_.run();
-  EXPECT_EQ(take(), fmt::format("+OK\r\n+OK Logged in.\r\n+OK 1 {0}\r\n+OK {0} octets\r\n",
-                                kMsg1.size()) +
-                        "From: a@example.org\r\nSubject: one\r\n\r\nHello\r\n..dot line\r\n.\r\n"
-                        "+OK\r\n-ERR Line too long.\r\n+OK Logging out.\r\n");
+  EXPECT_EQ(take(),
+            fmt::format("+OK\r\n+OK Logged in.\r\n+OK 1 {0}\r\n+OK {0} octets\r\n", kMsg1.size()) +
+                "From: a@example.org\r\nSubject: one\r\n\r\nHello\r\n..dot line\r\n.\r\n"
+                "+OK\r\n-ERR Line too long.\r\n+OK Logging out.\r\n");
   EXPECT_TRUE(conn_->close_called);
 }
 
@@ -758,8 +759,7 @@ TEST_F(Pop3SessionTest, TooManyBadCommandsCloses) {
   start(s);
   EXPECT_EQ(send("XYZZY\r\n"), "-ERR Unknown command.\r\n");
   EXPECT_EQ(send("\r\n"), "-ERR Unknown command.\r\n");
-  EXPECT_EQ(send("GARBAGE\r\nNOOP\r\n"),
-            "-ERR Too many invalid commands, closing connection.\r\n");
+  EXPECT_EQ(send("GARBAGE\r\nNOOP\r\n"), "-ERR Too many invalid commands, closing connection.\r\n");
   EXPECT_TRUE(conn_->close_called);
 }
 
