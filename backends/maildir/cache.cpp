@@ -112,9 +112,11 @@ struct Registry {
   pid_t pid = 0;
 };
 
+// Holds weak references only, so it can go with the library at dlclose() (stores, which own
+// the caches, are gone by then).
 Registry& registry() {
-  static auto* r = new Registry();  // never destroyed: caches may outlive static destruction
-  return *r;
+  static Registry r;
+  return r;
 }
 
 }  // namespace
