@@ -9,11 +9,14 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <system_error>
+#include <vector>
 
 #include "schema.hpp"
 
@@ -34,6 +37,103 @@ std::map<std::string, std::weak_ptr<Env>>& registry() {
   static std::map<std::string, std::weak_ptr<Env>> r;
   return r;
 }
+
+// One inotify instance and one thread per process watch every environment's notify file. Linux
+// allows few inotify instances per user (fs.inotify.max_user_instances, 128 by default): one per
+// environment silently stopped cross-process notification past that many users.
+class NotifyWatcher {
+ public:
+  // Never destroyed: its thread may outlive static destruction at exit, touching only this.
+  static NotifyWatcher& get() {
+    static auto* watcher = new NotifyWatcher();
+    return *watcher;
+  }
+
+  // Calls on_change on the watcher thread after each close-after-write of `path`. Returns a
+  // token for remove(), or 0 when the file cannot be watched.
+  uint64_t add(const std::string& path, std::function<void()> on_change) {
+    std::lock_guard lock(mutex_);
+    if (!start_locked()) return 0;
+    int wd = inotify_add_watch(fd_, path.c_str(), IN_CLOSE_WRITE);
+    if (wd < 0) return 0;
+    uint64_t token = ++next_;
+    subs_.emplace(token, Sub{wd, std::move(on_change)});
+    return token;
+  }
+
+  // After it returns, the callback of `token` is not running and never runs again.
+  void remove(uint64_t token) {
+    if (token == 0) return;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = subs_.find(token);
+      if (it == subs_.end()) return;
+      const int wd = it->second.wd;
+      subs_.erase(it);
+      // inotify hands out one descriptor per inode: drop it when nobody else uses it.
+      bool shared = false;
+      for (const auto& [t, sub] : subs_) shared = shared || sub.wd == wd;
+      if (!shared) inotify_rm_watch(fd_, wd);
+    }
+    // Waits for a batch of callbacks that may have copied this one before the erase.
+    std::lock_guard wait(callback_mutex_);
+  }
+
+ private:
+  struct Sub {
+    int wd;
+    std::function<void()> on_change;
+  };
+
+  bool start_locked() {
+    if (fd_ >= 0) return true;
+    fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd_ < 0) return false;
+    try {
+      std::thread([this] { run(); }).detach();
+    } catch (const std::system_error&) {
+      ::close(fd_);
+      fd_ = -1;
+      return false;
+    }
+    return true;
+  }
+
+  void run() {
+    alignas(inotify_event) char buf[4096];
+    for (;;) {
+      pollfd pfd{fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, -1) < 0) continue;
+      std::vector<int> wds;
+      for (;;) {
+        ssize_t n = ::read(fd_, buf, sizeof buf);
+        if (n <= 0) break;
+        for (ssize_t off = 0; off < n;) {
+          auto* ev = reinterpret_cast<inotify_event*>(buf + off);
+          wds.push_back(ev->wd);
+          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        }
+      }
+      // Callbacks run outside mutex_ (they take the environment's own locks, which add() may be
+      // called under) but inside callback_mutex_, which remove() waits for.
+      std::lock_guard batch(callback_mutex_);
+      std::vector<std::function<void()>> calls;
+      {
+        std::lock_guard lock(mutex_);
+        for (const auto& [token, sub] : subs_) {
+          if (std::find(wds.begin(), wds.end(), sub.wd) != wds.end()) calls.push_back(sub.on_change);
+        }
+      }
+      for (auto& call : calls) call();
+    }
+  }
+
+  std::mutex mutex_;           // fd_, subs_, next_
+  std::mutex callback_mutex_;  // held while a batch of callbacks runs
+  int fd_ = -1;
+  uint64_t next_ = 0;
+  std::map<uint64_t, Sub> subs_;
+};
 
 MDB_val val(std::string_view s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
@@ -315,12 +415,7 @@ void Env::close_handle() noexcept {
 }
 
 Env::~Env() {
-  if (watcher_.joinable()) {
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(stop_fd_, &one, sizeof one);
-    watcher_.join();
-  }
-  if (stop_fd_ >= 0) ::close(stop_fd_);
+  NotifyWatcher::get().remove(watch_token_);
   close_handle();
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
@@ -417,24 +512,20 @@ void Env::publish(const std::vector<std::string>& mailboxes) {
 }
 
 void Env::attach(spi::ChangeBus* bus, const std::string& user) {
-  std::lock_guard lock(bus_mutex_);
-  bool known = false;
-  for (auto& b : buses_) known = known || b.first == bus;
-  buses_.emplace_back(bus, user);
-  if (known || watcher_.joinable()) return;
-  // The watch is set before the first scan so no change falls between them.
-  int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (in < 0) return;
-  if (inotify_add_watch(in, (dir_ + "/" + kNotifyFile).c_str(), IN_CLOSE_WRITE) < 0) {
-    ::close(in);
-    return;
+  {
+    std::lock_guard lock(bus_mutex_);
+    bool known = false;
+    for (auto& b : buses_) known = known || b.first == bus;
+    buses_.emplace_back(bus, user);
+    if (known || watching_) return;
+    watching_ = true;
   }
-  if (stop_fd_ < 0) stop_fd_ = eventfd(0, EFD_CLOEXEC);
-  try {
-    watcher_ = std::thread([this, in] { watch_loop(in); });
-  } catch (const std::system_error&) {
-    ::close(in);
-  }
+  // Outside bus_mutex_: callbacks publish under it while the watcher holds its own locks. The
+  // watch is set before the first scan so no change falls between them.
+  uint64_t token = NotifyWatcher::get().add(dir_ + "/" + kNotifyFile, [this] { on_notify(); });
+  std::lock_guard lock(watch_mutex_);
+  watch_token_ = token;
+  known_ = scan_mailboxes();
 }
 
 void Env::detach(spi::ChangeBus* bus) {
@@ -447,45 +538,37 @@ void Env::detach(spi::ChangeBus* bus) {
   }
 }
 
-void Env::watch_loop(int in) {
-  using Snapshot = std::map<uint32_t, std::pair<std::string, uint64_t>>;
-  auto scan = [this]() {
-    Snapshot snap;
-    auto ok = read([&](Txn& txn) -> Result<void> {
-      Cursor c(txn, txn.db().mailboxes);
-      for (auto more = c.first(); more && *more; more = c.next()) {
-        auto rec = decode_mailbox(c.value());
-        if (rec) snap[rec->id] = {rec->name, rec->highest_modseq};
-      }
-      return {};
-    });
-    (void)ok;
-    return snap;
-  };
-  Snapshot known = scan();
-  for (;;) {
-    pollfd fds[2] = {{in, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    int n = ::poll(fds, 2, -1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 || (fds[1].revents & POLLIN) != 0) break;
-    alignas(inotify_event) char buf[4096];
-    while (::read(in, buf, sizeof buf) > 0) {
+Env::Snapshot Env::scan_mailboxes() {
+  Snapshot snap;
+  auto ok = read([&](Txn& txn) -> Result<void> {
+    Cursor c(txn, txn.db().mailboxes);
+    for (auto more = c.first(); more && *more; more = c.next()) {
+      auto rec = decode_mailbox(c.value());
+      if (rec) snap[rec->id] = {rec->name, rec->highest_modseq};
     }
-    Snapshot now = scan();
-    std::vector<std::string> changed;
+    return {};
+  });
+  (void)ok;
+  return snap;
+}
+
+void Env::on_notify() {
+  std::vector<std::string> changed;
+  {
+    std::lock_guard lock(watch_mutex_);
+    Snapshot now = scan_mailboxes();
     for (const auto& [id, entry] : now) {
-      auto it = known.find(id);
-      if (it == known.end() || it->second != entry) changed.push_back(entry.first);
-      if (it != known.end() && it->second.first != entry.first) changed.push_back(it->second.first);
+      auto it = known_.find(id);
+      if (it == known_.end() || it->second != entry) changed.push_back(entry.first);
+      if (it != known_.end() && it->second.first != entry.first) changed.push_back(it->second.first);
     }
-    for (const auto& [id, entry] : known) {
+    for (const auto& [id, entry] : known_) {
       if (!now.count(id)) changed.push_back(entry.first);
     }
-    known = std::move(now);
-    notifications_.fetch_add(1);
-    if (!changed.empty()) publish(changed);
+    known_ = std::move(now);
   }
-  ::close(in);
+  notifications_.fetch_add(1);
+  if (!changed.empty()) publish(changed);
 }
 
 Result<EnvStats> Env::stats() {

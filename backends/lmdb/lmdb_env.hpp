@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -162,7 +163,11 @@ class Env {
   void adopt_size();
   void notify_others() noexcept;
   void publish(const std::vector<std::string>& mailboxes);
-  void watch_loop(int inotify_fd);
+  // Mailbox id -> (name, highest modseq), to tell which mailboxes another process changed.
+  using Snapshot = std::map<uint32_t, std::pair<std::string, uint64_t>>;
+  Snapshot scan_mailboxes();
+  // Another process committed (the process-wide watcher thread).
+  void on_notify();
 
   std::string dir_;
   EnvOptions options_;
@@ -175,8 +180,10 @@ class Env {
 
   std::mutex bus_mutex_;
   std::vector<std::pair<spi::ChangeBus*, std::string>> buses_;
-  std::thread watcher_;
-  int stop_fd_ = -1;
+  bool watching_ = false;  // under bus_mutex_
+  std::mutex watch_mutex_;
+  uint64_t watch_token_ = 0;  // the process-wide watcher's token; under watch_mutex_
+  Snapshot known_;            // under watch_mutex_
   std::atomic<uint64_t> notifications_{0};
 };
 
