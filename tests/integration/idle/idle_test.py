@@ -378,6 +378,22 @@ def test_lmdb_paths(l):
     other.close()
 
 
+MANY = 160  # more users than Linux's default fs.inotify.max_user_instances (128)
+
+
+def test_lmdb_many_users(l):
+    # Every user's environment needs cross-process notification at once: a server with many
+    # users idling must still hear about `mailaccess deliver` for each of them.
+    clients = [idler(l, f"u_many{i}") for i in range(MANY)]
+    for i in (0, MANY // 2, MANY - 1):
+        def deliver(i=i):
+            r = l.run_cli("deliver", "-u", f"u_many{i}", stdin=message())
+            assert r.returncode == 0, (r.returncode, r.stderr)
+        timed(f"lmdb: deliver, {MANY} users", clients[i], deliver, exists(1))
+    for c in clients:
+        c.close()
+
+
 # ---- without the plugin ----
 
 def test_imap_without_idle(n):
@@ -395,7 +411,7 @@ def test_imap_without_idle(n):
 def main():
     exe, plugin_dir = sys.argv[1], sys.argv[2]
     users = ["u_states", "u_bad", "u_gone", "u_imap", "u_pending", "u_pop3", "u_lmtp",
-             "u_deliver", "u_mta", "u_tls", "u_keep", "u_lmdb"]
+             "u_deliver", "u_mta", "u_tls", "u_keep", "u_lmdb"] + [f"u_many{i}" for i in range(MANY)]
     failed = []
 
     def run(name, fn, server):
@@ -432,7 +448,7 @@ def main():
     with_server([test_keepalive, test_idle_timeout, test_timeout_back_to_normal_after_done],
                 settings={"idle.keepalive_seconds": 1, "limits.idle_timeout_seconds": 3})
     if os.path.exists(os.path.join(plugin_dir, "lmdb.so")):
-        with_server([test_lmdb_paths], backend="lmdb")
+        with_server([test_lmdb_paths, test_lmdb_many_users], backend="lmdb")
     else:
         print("skip test_lmdb_paths: the lmdb plugin is not built")
     with_server([test_imap_without_idle], plugins=["imap", "maildir"], protocols=["imap"])

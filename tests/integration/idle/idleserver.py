@@ -53,8 +53,15 @@ def toml_value(v):
 
 
 def raise_nofile(wanted):
-    """Raises this process's RLIMIT_NOFILE soft limit towards `wanted` (children inherit it)."""
+    """Raises this process's RLIMIT_NOFILE towards `wanted` (children inherit it): the hard limit
+    too when allowed (root), else the soft limit up to the hard one. Returns the soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            pass
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
