@@ -121,7 +121,9 @@ class NotifyWatcher {
       {
         std::lock_guard lock(mutex_);
         for (const auto& [token, sub] : subs_) {
-          if (std::find(wds.begin(), wds.end(), sub.wd) != wds.end()) calls.push_back(sub.on_change);
+          if (std::find(wds.begin(), wds.end(), sub.wd) != wds.end()) {
+            calls.push_back(sub.on_change);
+          }
         }
       }
       for (auto& call : calls) call();

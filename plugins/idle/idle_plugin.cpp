@@ -1,11 +1,11 @@
 // The idle plugin's descriptor and factory: finds the imap registry, adds the IDLE command and
 // capability through it. The command itself is in idle_command.cpp.
 
+#include <fmt/format.h>
+
 #include <memory>
 #include <mutex>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "idle_command.hpp"
 #include "imap_extension.hpp"

@@ -49,8 +49,8 @@ struct Conn {
   uint32_t user = 0;
   State state = State::Pending;
   std::string in;
-  uint32_t exists = 0;          // highest "* n EXISTS" read while idling
-  int64_t exists_at = 0;        // when it was read
+  uint32_t exists = 0;    // highest "* n EXISTS" read while idling
+  int64_t exists_at = 0;  // when it was read
 };
 
 struct Client {

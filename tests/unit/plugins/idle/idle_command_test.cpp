@@ -86,7 +86,9 @@ class RecordingSession final : public imap::SessionApi {
   spi::Store* store() noexcept override { return nullptr; }
   spi::Mailbox* selected() noexcept override { return nullptr; }
   bool enabled(std::string_view) const noexcept override { return false; }
-  void send_untagged(std::string_view text) noexcept override { out.push_back("* " + std::string(text)); }
+  void send_untagged(std::string_view text) noexcept override {
+    out.push_back("* " + std::string(text));
+  }
   void send_continuation(std::string_view text) noexcept override {
     out.push_back("+ " + std::string(text));
   }
@@ -181,8 +183,8 @@ TEST(IdleDone, OnlyDoneInAnyCase) {
   EXPECT_TRUE(is_done("DONE"));
   EXPECT_TRUE(is_done("done"));
   EXPECT_TRUE(is_done("DoNe"));
-  for (std::string_view bad : {"", "DON", "DONE ", " DONE", "DONEX", "a DONE", "DONE\r", "D0NE",
-                               "a1 NOOP"}) {
+  for (std::string_view bad :
+       {"", "DON", "DONE ", " DONE", "DONEX", "a DONE", "DONE\r", "D0NE", "a1 NOOP"}) {
     EXPECT_FALSE(is_done(bad)) << bad;
   }
 }
