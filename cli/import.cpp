@@ -325,6 +325,23 @@ bool mbox_flag_header(const std::string& line, spi::Flags& flags) {
   return false;
 }
 
+/// Flags live in a block of Status/X-Status/X-Keywords lines that starts with Status: and ends
+/// the header, as export (and mutt, Dovecot) write it. Only that block is read and removed:
+/// the same field names elsewhere in a header belong to the message and are kept byte for byte.
+void take_flag_headers(std::vector<std::string>& header, spi::Flags& flags) {
+  std::size_t start = header.size();
+  while (start > 0) {
+    spi::Flags probe;
+    if (!mbox_flag_header(header[start - 1], probe)) break;
+    --start;
+  }
+  // The block must begin with Status: (skip leading X- lines that belong to the message).
+  while (start < header.size() && strncasecmp(header[start].c_str(), "Status:", 7) != 0) ++start;
+  if (start == header.size()) return;
+  for (std::size_t i = start; i < header.size(); ++i) mbox_flag_header(header[i], flags);
+  header.erase(header.begin() + static_cast<std::ptrdiff_t>(start), header.end());
+}
+
 void import_mbox(spi::Store& store, const fs::path& file, const std::string& mailbox) {
   std::FILE* in = std::fopen(file.c_str(), "rb");
   if (in == nullptr) exit_command(EX_NOINPUT, fmt::format("{}: cannot open", file.string()));
@@ -361,11 +378,12 @@ void import_mbox(spi::Store& store, const fs::path& file, const std::string& mai
     while ((have = next_line(line)) && in_header) {
       message_bytes += line.size();
       if (line == "\n" || line == "\r\n") {
+        take_flag_headers(header, options.flags);
         header.push_back(line);
         in_header = false;
         break;
       }
-      if (!mbox_flag_header(line, options.flags)) header.push_back(line);
+      header.push_back(line);
     }
     std::sort(options.flags.keywords.begin(), options.flags.keywords.end());
     auto stream = store.append(mailbox, options);

@@ -312,10 +312,10 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(size, len(wire))
         lines = c.retr(1)[1]
         self.assertEqual(b"\r\n".join(lines) + b"\r\n", wire)
-        c.quit()
-        # The server has the store open: compaction must refuse rather than swap under it.
+        # The POP3 session holds the store open: compaction must refuse rather than swap under it.
         p = self.env.run("compact", "--user", "demo", check=False)
         self.assertEqual(p.returncode, EX_TEMPFAIL)
+        c.quit()
 
     def test_imap_idle_sees_delivery_by_another_process(self):
         if not os.path.exists(os.path.join(PLUGIN_DIR, "imap.so")):
