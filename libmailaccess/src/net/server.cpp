@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -312,6 +313,12 @@ struct Server::Impl {
 
   static void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* sa, int, void* arg) {
     auto* l = static_cast<Listener*>(arg);
+    // Replies are written whole; without TCP_NODELAY a reply's small last segment waits for the
+    // client's delayed ACK (~40 ms per POP3 RETR or IMAP FETCH response).
+    if (sa != nullptr && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     l->server->accept(*l, fd, sa);
   }
 
