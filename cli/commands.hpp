@@ -2,6 +2,8 @@
 // Each subcommand of `mailaccess` lives in its own file and adds itself to the app here.
 // cli/ uses only libmailaccess's public API.
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +13,10 @@
 #include <CLI/CLI.hpp>
 
 #include "mailaccess/config.hpp"
+#include "mailaccess/host.hpp"
+#include "mailaccess/plugins.hpp"
+#include "mailaccess/result.hpp"
+#include "mailaccess/spi/storage.hpp"
 
 namespace mailaccess::cli {
 
@@ -34,6 +40,59 @@ std::string resolve_plugin_dir(const GlobalOptions& global, const std::string& c
 /// Config::load with --config, --state-dir and --set; on error prints it (file, line, key) and
 /// exits with 78 (EX_CONFIG).
 std::shared_ptr<Config> load_config_or_exit(const GlobalOptions& global);
+
+/// The core with its plugins loaded and started, as `serve` has it, for subcommands that work
+/// on stores. Members are destroyed in reverse order: plugins before the host they were
+/// created with, the host before the config it reads.
+struct Core {
+  std::shared_ptr<Config> config;
+  std::unique_ptr<CoreHost> host;
+  std::unique_ptr<PluginManager> plugins;
+};
+
+/// Loads the config and the plugins (checking the config against what they declare) and starts
+/// them; exits with EX_CONFIG or EX_SOFTWARE, naming the reason, when any step fails.
+Core open_core(const GlobalOptions& global);
+
+/// The sysexits code for a storage or auth error (EX_NOUSER, EX_TEMPFAIL, EX_NOPERM, ...).
+int exit_code_for(const Error& error);
+
+/// Ends the subcommand with "<what>: <message> (<detail>)" and exit_code_for(error).
+[[noreturn]] void fail_with(const Error& error, std::string_view what);
+
+/// The configured backend's store of `user` (Host::open_store), or exits via fail_with.
+std::unique_ptr<spi::Store> open_user_store_or_exit(Core& core, const std::string& user);
+
+/// For maintenance commands that work on a store's files: `path` when given, else the mail path
+/// of `user` (looked up through auth); exits with EX_USAGE when neither is given or when
+/// storage.backend is not `backend`, EX_NOUSER when the user is unknown.
+std::string store_path_or_exit(Core& core, const std::string& user, const std::string& path,
+                               std::string_view backend);
+
+/// The service a plugin published under `name` (Host::register_service), or exits with
+/// EX_UNAVAILABLE saying that `plugin` is not loaded. The caller static_casts the pointer to
+/// the service's type.
+void* find_service_or_exit(Core& core, std::string_view name, std::string_view plugin);
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise (the subcommand prints a
+/// summary line at the end).
+class Progress {
+ public:
+  explicit Progress(uint64_t total_bytes);
+  /// One more message of `bytes` done; redraws at most every 100 ms.
+  void advance(uint64_t bytes);
+  /// Erases the bar (before printing anything else).
+  void clear();
+  uint64_t messages() const { return messages_; }
+  uint64_t bytes() const { return done_; }
+
+ private:
+  uint64_t total_;
+  uint64_t done_ = 0;
+  uint64_t messages_ = 0;
+  bool tty_;
+  std::chrono::steady_clock::time_point drawn_{};
+};
 
 // Each subcommand file defines one of these; main.cpp calls those that are built (cli/meson.build
 // adds a file when it exists and defines MAILACCESS_CLI_<NAME>).

@@ -32,74 +32,9 @@ namespace fs = std::filesystem;
 
 constexpr std::size_t kCopyBytes = 64 * 1024;
 
-struct Core {
-  std::shared_ptr<Config> config;
-  std::unique_ptr<CoreHost> host;
-  std::unique_ptr<PluginManager> plugins;
-};
-
-Core open_core(const GlobalOptions& global) {
-  Core core;
-  core.config = load_config_or_exit(global);
-  core.host = std::make_unique<CoreHost>(core.config);
-  core.plugins = std::make_unique<PluginManager>(*core.host);
-  std::string dir = resolve_plugin_dir(global, core.config->plugin_dir());
-  if (auto loaded = core.plugins->load(dir, core.config->enabled_plugins()); !loaded) {
-    exit_command(EX_CONFIG, loaded.error().message);
-  }
-  if (auto valid = core.config->validate_plugins(core.host->declared_config(),
-                                                 core.plugins->loaded_names());
-      !valid) {
-    exit_command(EX_CONFIG, valid.error().message);
-  }
-  if (auto started = core.plugins->start_all(); !started) {
-    exit_command(EX_SOFTWARE, started.error().message);
-  }
-  return core;
-}
-
-[[noreturn]] void fail_with(const Error& e, std::string_view what) {
-  std::string text = fmt::format("{}: {}", what, e.message);
-  if (!e.detail.empty()) text += fmt::format(" ({})", e.detail);
-  int code = EX_SOFTWARE;
-  if (e.code == ErrorCode::NotFound) code = EX_NOUSER;
-  if (e.code == ErrorCode::Temp || e.code == ErrorCode::InUse) code = EX_TEMPFAIL;
-  exit_command(code, text);
-}
-
 [[noreturn]] void io_failure(const std::string& path) {
   exit_command(EX_IOERR, fmt::format("{}: {}", path, std::strerror(errno)));
 }
-
-class Progress {
- public:
-  explicit Progress(uint64_t total_bytes) : total_(total_bytes), tty_(::isatty(2) == 1) {}
-  void advance(uint64_t bytes) {
-    done_ += bytes;
-    ++messages_;
-    if (!tty_) return;
-    auto now = std::chrono::steady_clock::now();
-    if (now - drawn_ < std::chrono::milliseconds(100) && done_ < total_) return;
-    drawn_ = now;
-    double f = total_ == 0 ? 1.0 : std::min(1.0, double(done_) / double(total_));
-    int width = 30, filled = static_cast<int>(f * width);
-    fmt::print(stderr, "\r[{}{}] {:3.0f}%  {} messages", std::string(filled, '#'),
-               std::string(width - filled, ' '), f * 100, messages_);
-    std::fflush(stderr);
-  }
-  void clear() {
-    if (tty_) fmt::print(stderr, "\r\033[K");
-  }
-  uint64_t messages() const { return messages_; }
-  uint64_t bytes() const { return done_; }
-
- private:
-  uint64_t total_;
-  uint64_t done_ = 0;
-  uint64_t messages_ = 0;
-  bool tty_;
-  std::chrono::steady_clock::time_point drawn_{};
-};
 
 /// Writes all of `data` to fd.
 void write_all(int fd, std::string_view data, const std::string& path) {
@@ -362,12 +297,11 @@ void run_export(const GlobalOptions& global, const ExportOptions& opts) {
     exit_command(EX_USAGE, "--to must be maildir:PATH or mbox:FILE");
   }
   Core core = open_core(global);
-  auto store = core.host->open_store(opts.user);
-  if (!store) fail_with(store.error(), fmt::format("opening the mail store of '{}'", opts.user));
+  auto store = open_user_store_or_exit(core, opts.user);
   if (kind == "maildir") {
-    export_maildir(**store, where, opts.mailbox);
+    export_maildir(*store, where, opts.mailbox);
   } else {
-    export_mbox(**store, where, opts.mailbox.empty() ? "INBOX" : opts.mailbox);
+    export_mbox(*store, where, opts.mailbox.empty() ? "INBOX" : opts.mailbox);
   }
 }
 

@@ -31,83 +31,6 @@ namespace fs = std::filesystem;
 
 constexpr std::size_t kCopyBytes = 64 * 1024;
 
-// The core with its plugins loaded, as `serve` has it. Members go in reverse order: plugins
-// before the host they were created with.
-struct Core {
-  std::shared_ptr<Config> config;
-  std::unique_ptr<CoreHost> host;
-  std::unique_ptr<PluginManager> plugins;
-};
-
-Core open_core(const GlobalOptions& global) {
-  Core core;
-  core.config = load_config_or_exit(global);
-  core.host = std::make_unique<CoreHost>(core.config);
-  core.plugins = std::make_unique<PluginManager>(*core.host);
-  std::string dir = resolve_plugin_dir(global, core.config->plugin_dir());
-  if (auto loaded = core.plugins->load(dir, core.config->enabled_plugins()); !loaded) {
-    exit_command(EX_CONFIG, loaded.error().message);
-  }
-  if (auto valid = core.config->validate_plugins(core.host->declared_config(),
-                                                 core.plugins->loaded_names());
-      !valid) {
-    exit_command(EX_CONFIG, valid.error().message);
-  }
-  if (auto started = core.plugins->start_all(); !started) {
-    exit_command(EX_SOFTWARE, started.error().message);
-  }
-  return core;
-}
-
-int exit_code_for(const Error& e) {
-  switch (e.code) {
-    case ErrorCode::NotFound: return EX_NOUSER;
-    case ErrorCode::Temp:
-    case ErrorCode::NoQuota:
-    case ErrorCode::InUse: return EX_TEMPFAIL;
-    case ErrorCode::Perm: return EX_NOPERM;
-    case ErrorCode::Params: return EX_USAGE;
-    default: return EX_SOFTWARE;
-  }
-}
-
-[[noreturn]] void fail_with(const Error& e, std::string_view what) {
-  std::string text = fmt::format("{}: {}", what, e.message);
-  if (!e.detail.empty()) text += fmt::format(" ({})", e.detail);
-  exit_command(exit_code_for(e), text);
-}
-
-/// A progress bar on a terminal; nothing otherwise (the summary line is printed at the end).
-class Progress {
- public:
-  explicit Progress(uint64_t total_bytes) : total_(total_bytes), tty_(::isatty(2) == 1) {}
-  void advance(uint64_t bytes) {
-    done_ += bytes;
-    ++messages_;
-    if (!tty_) return;
-    auto now = std::chrono::steady_clock::now();
-    if (now - drawn_ < std::chrono::milliseconds(100) && done_ < total_) return;
-    drawn_ = now;
-    double f = total_ == 0 ? 1.0 : std::min(1.0, double(done_) / double(total_));
-    int width = 30, filled = static_cast<int>(f * width);
-    fmt::print(stderr, "\r[{}{}] {:3.0f}%  {} messages", std::string(filled, '#'),
-               std::string(width - filled, ' '), f * 100, messages_);
-    std::fflush(stderr);
-  }
-  void clear() {
-    if (tty_) fmt::print(stderr, "\r\033[K");
-  }
-  uint64_t messages() const { return messages_; }
-  uint64_t bytes() const { return done_; }
-
- private:
-  uint64_t total_;
-  uint64_t done_ = 0;
-  uint64_t messages_ = 0;
-  bool tty_;
-  std::chrono::steady_clock::time_point drawn_{};
-};
-
 std::string join_mailbox(const std::string& prefix, const std::string& name) {
   if (prefix.empty()) return name;
   if (name == "INBOX") return prefix;
@@ -444,12 +367,11 @@ void run_import(const GlobalOptions& global, const ImportOptions& opts) {
     exit_command(EX_USAGE, "--from must be maildir:PATH or mbox:FILE");
   }
   Core core = open_core(global);
-  auto store = core.host->open_store(opts.user);
-  if (!store) fail_with(store.error(), fmt::format("opening the mail store of '{}'", opts.user));
+  auto store = open_user_store_or_exit(core, opts.user);
   if (kind == "maildir") {
-    import_maildir(**store, where, opts.to_mailbox);
+    import_maildir(*store, where, opts.to_mailbox);
   } else {
-    import_mbox(**store, where, opts.to_mailbox.empty() ? "INBOX" : opts.to_mailbox);
+    import_mbox(*store, where, opts.to_mailbox.empty() ? "INBOX" : opts.to_mailbox);
   }
 }
 

@@ -10,46 +10,9 @@
 
 #include "../backends/lmdb/lmdb_admin.hpp"
 #include "commands.hpp"
-#include "mailaccess/config.hpp"
-#include "mailaccess/host.hpp"
-#include "mailaccess/plugins.hpp"
 
 namespace mailaccess::cli {
 namespace {
-
-struct Core {
-  std::shared_ptr<Config> config;
-  std::unique_ptr<CoreHost> host;
-  std::unique_ptr<PluginManager> plugins;
-};
-
-/// Loads the plugins and finds the lmdb maintenance service and the store's directory.
-std::pair<lmdb::LmdbAdmin*, std::string> lmdb_store_of(Core& core, const GlobalOptions& global,
-                                                        const std::string& user,
-                                                        const std::string& path) {
-  core.config = load_config_or_exit(global);
-  core.host = std::make_unique<CoreHost>(core.config);
-  core.plugins = std::make_unique<PluginManager>(*core.host);
-  std::string dir = resolve_plugin_dir(global, core.config->plugin_dir());
-  if (auto loaded = core.plugins->load(dir, core.config->enabled_plugins()); !loaded) {
-    exit_command(EX_CONFIG, loaded.error().message);
-  }
-  if (auto started = core.plugins->start_all(); !started) {
-    exit_command(EX_SOFTWARE, started.error().message);
-  }
-  auto* admin = static_cast<lmdb::LmdbAdmin*>(core.host->find_service(lmdb::kAdminService));
-  if (admin == nullptr) exit_command(EX_UNAVAILABLE, "the lmdb plugin is not loaded");
-  if (!path.empty()) return {admin, path};
-  if (user.empty()) exit_command(EX_USAGE, "give --user USER or --path DIR");
-  if (core.config->storage_backend() != "lmdb") {
-    exit_command(EX_USAGE, fmt::format("storage.backend is '{}', not lmdb; give --path DIR for "
-                                       "an LMDB store elsewhere",
-                                       core.config->storage_backend()));
-  }
-  auto found = core.host->auth().lookup(user);
-  if (!found) exit_command(EX_NOUSER, fmt::format("user '{}': {}", user, found.error().message));
-  return {admin, core.config->mail_path(found->name, found->home)};
-}
 
 std::string human(uint64_t bytes) {
   if (bytes >= (uint64_t{1} << 30)) return fmt::format("{:.1f} GiB", bytes / double(1 << 30));
@@ -64,8 +27,10 @@ struct VerifyOptions {
 };
 
 void run_verify(const GlobalOptions& global, const VerifyOptions& opts) {
-  Core core;
-  auto [admin, path] = lmdb_store_of(core, global, opts.user, opts.path);
+  Core core = open_core(global);
+  auto* admin =
+      static_cast<lmdb::LmdbAdmin*>(find_service_or_exit(core, lmdb::kAdminService, "lmdb"));
+  std::string path = store_path_or_exit(core, opts.user, opts.path, "lmdb");
   auto report = admin->verify(path);
   if (!report) {
     std::string text = fmt::format("{}: {}", path, report.error().message);
