@@ -29,7 +29,7 @@ def make_message(size, tag):
 def login(port, user, password, timeout=None):
     c = RawClient(port)
     if timeout is not None:
-        c.sock.settimeout(timeout)
+        c.timeout = timeout
     c.line()
     if c.cmd("USER " + user) != "+OK" or c.cmd("PASS " + password) != "+OK Logged in.":
         raise RuntimeError("login failed")
@@ -40,7 +40,7 @@ def bench_retr(server, label, size, count, seconds):
     user, password = "bench%d" % size, "bench-password"
     server.add_user(user, password)
     for i in range(count):
-        server.deliver(make_message(size, b"%d" % i), user)
+        server.put(make_message(size, b"%d" % i), user)
     # The first login adopts the MTA's files from new/ (the backend's work, timed apart).
     t0 = time.monotonic()
     c = login(server.pop3_port, user, password, timeout=300)
@@ -67,7 +67,7 @@ def bench_retr(server, label, size, count, seconds):
 def bench_sessions(server, seconds, limit=20000):
     user, password = "sessions", "session-password"
     server.add_user(user, password)
-    server.deliver(make_message(2048, b"s"), user)
+    server.put(make_message(2048, b"s"), user)
     done = 0
     start = time.monotonic()
     while done < limit and time.monotonic() - start < seconds:

@@ -2,7 +2,7 @@
 """fetchmail against the real `mailaccess serve`: plain on loopback, STLS and implicit TLS,
 "leave on server" with UIDL, and every byte of every message checked.
 
-Usage: pop3_fetchmail_test.py MAILACCESS_EXE PLUGIN_DIR SOURCE_ROOT [unittest args]
+Usage: pop3_fetchmail_test.py MAILACCESS_EXE PLUGIN_DIR SOURCE_ROOT [maildir|lmdb] [unittest args]
 Skipped (exit 77) when fetchmail is not installed.
 """
 
@@ -15,9 +15,10 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pop3lib import HOST, Server, corpus_messages  # noqa: E402
+from pop3lib import HOST, Server, corpus_messages, parse_args  # noqa: E402
 
 EXE = PLUGIN_DIR = SOURCE_ROOT = None
+BACKEND = "maildir"
 FETCHMAIL_TIMEOUT = 120
 
 
@@ -25,7 +26,7 @@ class FetchmailTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(EXE, PLUGIN_DIR)
+        cls.server = Server(EXE, PLUGIN_DIR, backend=BACKEND)
         try:
             cls.server.start()
         except Exception:
@@ -89,7 +90,7 @@ class FetchmailTest(unittest.TestCase):
         user, password = "fm-" + tag, "fetch " + tag
         self.server.add_user(user, password)
         for m in self.messages:
-            self.server.deliver(m, user)
+            self.server.put(m, user)
         return user, password
 
     def check_all_delivered(self, rc, log):
@@ -108,9 +109,9 @@ class FetchmailTest(unittest.TestCase):
         # Leave on server: everything is still there. With `keep`, fetchmail reads messages with
         # "TOP n 99999999" precisely so they stay unseen, so the TOP path delivered these bytes.
         self.assertIn("TOP 1 99999999", log)
-        files = self.server.message_files(user)
-        self.assertEqual(len(files), len(self.messages))
-        self.assertFalse(any("S" in flags for flags in files.values()), files)
+        stored = self.server.stored(user)
+        self.assertEqual(len(stored), len(self.messages))
+        self.assertFalse(any("S" in flags for flags, _ in stored), [f for f, _ in stored])
         # A second run knows every UIDL and fetches nothing (exit 1: no mail). Without
         # `fetchall`, fetchmail goes by UIDL alone here.
         for fn in os.listdir(self.out):
@@ -119,7 +120,7 @@ class FetchmailTest(unittest.TestCase):
         self.assertEqual(rc, 1, log)
         self.assertEqual(self.delivered(), [])
         # A new message is the only one fetched next time.
-        self.server.deliver(b"Subject: newer\n\nonly this one\n", user)
+        self.server.put(b"Subject: newer\n\nonly this one\n", user)
         rc, log = self.fetchmail(user, password, self.server.pop3_port, ["sslproto ''"], keep=True)
         self.assertEqual(rc, 0, log)
         self.assertEqual(self.delivered(), [b"Subject: newer\n\nonly this one\n"])
@@ -130,21 +131,19 @@ class FetchmailTest(unittest.TestCase):
                                  ["sslproto 'TLS1.2+'", "no sslcertck"], keep=False)
         self.check_all_delivered(rc, log)
         self.assertIn("STLS", log)
-        self.assertEqual(self.server.message_files(user), {})
+        self.assertEqual(self.server.count(user), 0)
 
     def test_implicit_tls(self):
         user, password = self.new_user("pop3s")
         rc, log = self.fetchmail(user, password, self.server.pop3s_port,
                                  ["ssl", "no sslcertck"], keep=False)
         self.check_all_delivered(rc, log)
-        self.assertEqual(self.server.message_files(user), {})
+        self.assertEqual(self.server.count(user), 0)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
+    (EXE, PLUGIN_DIR, SOURCE_ROOT), BACKEND, rest = parse_args(sys.argv, __doc__)
     if shutil.which("fetchmail") is None:
         print("fetchmail is not installed: skipped")
         sys.exit(77)
-    EXE, PLUGIN_DIR, SOURCE_ROOT = (os.path.abspath(a) for a in sys.argv[1:4])
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """POP3 against the real `mailaccess serve` on loopback: poplib and a raw client.
 
-Usage: pop3_test.py MAILACCESS_EXE PLUGIN_DIR SOURCE_ROOT [unittest args]
+Usage: pop3_test.py MAILACCESS_EXE PLUGIN_DIR SOURCE_ROOT [maildir|lmdb] [unittest args]
 """
 
 import base64
@@ -14,10 +14,11 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pop3lib import (HOST, IO_TIMEOUT, RawClient, Server, corpus_messages, stuffed,  # noqa: E402
-                     to_wire, unverified_context)
+from pop3lib import (HOST, IO_TIMEOUT, RawClient, Server, corpus_messages,  # noqa: E402
+                     parse_args, stuffed, to_wire, unverified_context)
 
 EXE = PLUGIN_DIR = SOURCE_ROOT = None
+BACKEND = "maildir"
 
 GREETING = "+OK mailaccess POP3 server ready."
 PLAINTEXT_REFUSED = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections."
@@ -31,7 +32,7 @@ class ServerTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(EXE, PLUGIN_DIR, pop3_settings=cls.pop3_settings)
+        cls.server = Server(EXE, PLUGIN_DIR, backend=BACKEND, pop3_settings=cls.pop3_settings)
         try:
             cls.server.start()
         except Exception:
@@ -94,7 +95,7 @@ class Pop3Test(ServerTest):
 
     def test_stls(self):
         user, password = self.new_user()
-        self.server.deliver(b"Subject: over tls\n\nhello\n", user)
+        self.server.put(b"Subject: over tls\n\nhello\n", user)
         c = poplib.POP3(HOST, self.server.pop3_port, timeout=IO_TIMEOUT)
         c.stls(unverified_context())
         capa = c.capa()
@@ -167,7 +168,7 @@ class Pop3Test(ServerTest):
         messages, note = corpus_messages(SOURCE_ROOT, 6)
         print("test messages:", note)
         for m in messages:
-            self.server.deliver(m, user)
+            self.server.put(m, user)
         wires = [to_wire(m) for m in messages]
 
         c = self.poplib_login(user, password)
@@ -206,7 +207,7 @@ class Pop3Test(ServerTest):
         user, password = self.new_user()
         msgs = [b"Subject: m%d\n\nbody %d\n" % (i, i) for i in range(1, 4)]
         for m in msgs:
-            self.server.deliver(m, user)
+            self.server.put(m, user)
         c = self.raw_login(user, password)
         self.assertEqual(c.cmd("DELE 2"), "+OK Marked to be deleted.")
         self.assertEqual(c.cmd("DELE 2"), "-ERR Message is deleted.")
@@ -217,10 +218,10 @@ class Pop3Test(ServerTest):
         self.assertEqual(c.cmd("STAT"), "+OK 3 %d" % sum(sizes))
         self.assertEqual(c.cmd("DELE 1"), "+OK Marked to be deleted.")
         self.assertEqual(c.cmd("DELE 3"), "+OK Marked to be deleted.")
-        self.assertEqual(len(self.server.message_files(user)), 3)  # nothing removed before QUIT
+        self.assertEqual(self.server.count(user), 3)  # nothing removed before QUIT
         self.assertEqual(c.cmd("QUIT"), "+OK Logging out, 2 messages deleted.")
         self.assertTrue(c.closed_by_server())
-        self.assertEqual(len(self.server.message_files(user)), 1)
+        self.assertEqual(self.server.count(user), 1)
 
         c = self.poplib_login(user, password)
         self.assertEqual(c.stat(), (1, sizes[1]))
@@ -230,7 +231,7 @@ class Pop3Test(ServerTest):
     def test_dropped_connection_deletes_nothing(self):
         user, password = self.new_user()
         for i in range(2):
-            self.server.deliver(b"Subject: keep %d\n\nx\n" % i, user)
+            self.server.put(b"Subject: keep %d\n\nx\n" % i, user)
         c = self.raw_login(user, password)
         self.assertTrue(c.cmd("RETR 1").startswith("+OK"))
         c.multiline_raw()
@@ -240,13 +241,13 @@ class Pop3Test(ServerTest):
         c = self.poplib_login(user, password)
         self.assertEqual(c.stat()[0], 2)
         c.quit()
-        self.assertEqual(len(self.server.message_files(user)), 2)
+        self.assertEqual(self.server.count(user), 2)
         self.assertNotIn("S", self.server.flags_of(b"keep 0", user))
 
     def test_retr_marks_seen_at_quit_top_does_not(self):
         user, password = self.new_user()
-        self.server.deliver(b"Subject: one\n\nread me\n", user)
-        self.server.deliver(b"Subject: two\n\npeek only\n", user)
+        self.server.put(b"Subject: one\n\nread me\n", user)
+        self.server.put(b"Subject: two\n\npeek only\n", user)
         c = self.raw_login(user, password)
         self.assertEqual(c.cmd("RETR 1"), "+OK %d octets" % len(b"Subject: one\r\n\r\nread me\r\n"))
         c.multiline_raw()
@@ -261,7 +262,7 @@ class Pop3Test(ServerTest):
     def test_expunged_by_another_session(self):
         user, password = self.new_user()
         for i in range(2):
-            self.server.deliver(b"Subject: shared %d\n\nx\n" % i, user)
+            self.server.put(b"Subject: shared %d\n\nx\n" % i, user)
         a = self.raw_login(user, password)
         b = self.raw_login(user, password)
         self.assertEqual(b.cmd("DELE 1"), "+OK Marked to be deleted.")
@@ -274,13 +275,13 @@ class Pop3Test(ServerTest):
         self.assertEqual(a.multiline_raw(), b"Subject: shared 1\r\n\r\nx\r\n.\r\n")
         self.assertEqual(a.cmd("DELE 1"), "+OK Marked to be deleted.")
         self.assertEqual(a.cmd("QUIT"), "+OK Logging out, 0 messages deleted.")
-        self.assertEqual(len(self.server.message_files(user)), 1)
+        self.assertEqual(self.server.count(user), 1)
 
     def test_numbering_fixed_for_the_session(self):
         user, password = self.new_user()
-        self.server.deliver(b"Subject: early\n\nx\n", user)
+        self.server.put(b"Subject: early\n\nx\n", user)
         c = self.raw_login(user, password)
-        self.server.deliver(b"Subject: late\n\ny\n", user)
+        self.server.put(b"Subject: late\n\ny\n", user)
         self.assertEqual(c.cmd("STAT").split()[1], "1")
         self.assertEqual(c.cmd("LIST 2"), "-ERR No such message.")
         self.assertEqual(c.cmd("QUIT"), "+OK Logging out.")
@@ -291,7 +292,7 @@ class Pop3Test(ServerTest):
     def test_pipelining(self):
         user, password = self.new_user()
         msg = b"Subject: pipe\n\n.leading dot\nend\n"
-        self.server.deliver(msg, user)
+        self.server.put(msg, user)
         wire = to_wire(msg)
         c = self.raw()
         self.assertEqual(c.line(), GREETING)
@@ -315,7 +316,7 @@ class Pop3Test(ServerTest):
 
     def test_bad_input(self):
         user, password = self.new_user()
-        self.server.deliver(b"Subject: x\n\ny\n", user)
+        self.server.put(b"Subject: x\n\ny\n", user)
         c = self.raw()
         self.assertEqual(c.line(), GREETING)
         self.assertEqual(c.cmd("STAT"), "-ERR Not logged in.")
@@ -358,7 +359,7 @@ class Pop3Test(ServerTest):
         body = b"".join(b"%s line %07d of a large message, padded to a realistic width.\n"
                         % (b"." if i % 50 == 0 else b"", i) for i in range(180000))
         msg = b"Subject: large\n\n" + body
-        self.server.deliver(msg, user)
+        self.server.put(msg, user)
         wire = to_wire(msg)
         self.assertGreater(len(wire), 10_000_000)
 
@@ -413,41 +414,34 @@ class PlaintextNeverTest(ServerTest):
 class RestartTest(unittest.TestCase):
 
     def test_uidl_stable_across_restart(self):
-        first = Server(EXE, PLUGIN_DIR)
+        server = Server(EXE, PLUGIN_DIR, backend=BACKEND)
         try:
-            first.start()
+            server.start()
             for i in range(3):
-                first.deliver(b"Subject: r%d\n\nx\n" % i)
-            c = poplib.POP3(HOST, first.pop3_port, timeout=IO_TIMEOUT)
+                server.put(b"Subject: r%d\n\nx\n" % i)
+            c = poplib.POP3(HOST, server.pop3_port, timeout=IO_TIMEOUT)
             c.user("demo")
             c.pass_("demo")
             before = c.uidl()[1]
             c.dele(2)
             c.quit()
-            first.stop()
 
-            second = Server(EXE, PLUGIN_DIR, state_dir=first.state_dir)
-            second.start()
-            try:
-                second.deliver(b"Subject: after restart\n\ny\n")
-                c = poplib.POP3(HOST, second.pop3_port, timeout=IO_TIMEOUT)
-                c.user("demo")
-                c.pass_("demo")
-                after = c.uidl()[1]
-                c.quit()
-            finally:
-                second.stop()
+            server.restart()
+            server.put(b"Subject: after restart\n\ny\n")
+            c = poplib.POP3(HOST, server.pop3_port, timeout=IO_TIMEOUT)
+            c.user("demo")
+            c.pass_("demo")
+            after = c.uidl()[1]
+            c.quit()
             ids_before = [l.split()[1] for l in before]
             ids_after = [l.split()[1] for l in after]
             self.assertEqual(ids_after[:2], [ids_before[0], ids_before[2]])
             self.assertEqual(len(ids_after), 3)
             self.assertNotIn(ids_after[2], ids_before)
         finally:
-            first.cleanup()
+            server.cleanup()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
-    EXE, PLUGIN_DIR, SOURCE_ROOT = (os.path.abspath(a) for a in sys.argv[1:4])
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
+    (EXE, PLUGIN_DIR, SOURCE_ROOT), BACKEND, rest = parse_args(sys.argv, __doc__)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -1,193 +1,84 @@
-"""Shared pieces of the POP3 integration tests: a real `mailaccess serve` in a temp dir on free
-loopback ports, Maildir delivery the way an MTA does it, a raw line client for exact replies, and
-the choice of test messages.
+"""POP3 pieces on top of the shared harness (tests/integration/lib/mailserver.py): a server with
+the pop3 and pop3s listeners over either backend, delivery the way each backend receives mail,
+a backend-independent view of what the store holds, a raw POP3 client for exact replies, and the
+choice of test messages.
 
-Every wait is bounded in time; nothing sleeps to synchronise: the server is ready when it logs
-that it listens.
+Every wait is bounded in time; nothing sleeps to synchronise.
 """
 
+import imaplib
 import os
 import re
-import signal
 import socket
 import ssl
-import subprocess
-import tempfile
-import threading
+import sys
 import time
 
-HOST = "127.0.0.1"
-START_TIMEOUT = 20.0
-IO_TIMEOUT = 20.0
-# What `mailaccess serve` logs once every listener is open.
-READY_MARK = b"ready, listening on"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import mailserver  # noqa: E402
+from mailserver import HOST, IO_TIMEOUT, unverified_context  # noqa: E402,F401
+
+BACKENDS = ("maildir", "lmdb")
+
+# IMAP system flags as the Maildir info letters (Maildir++ ":2,"), so the tests read one form
+# of flags whichever backend holds the mail.
+_IMAP_TO_MAILDIR = {b"\\Draft": "D", b"\\Flagged": "F", b"\\Answered": "R", b"\\Seen": "S",
+                    b"\\Deleted": "T"}
 
 
-def free_ports(n):
-    """n distinct free TCP ports on loopback (bound and released; the server binds them next)."""
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((HOST, 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+class Server(mailserver.Server):
+    """`mailaccess serve` with pop3 (STLS) and pop3s (implicit TLS) listeners, and an imap one
+    through which the tests look at an LMDB store (an independent view of the same account).
 
+    The user `demo` has the password "demo"; `add_user` adds more through `mailaccess user add`.
+    """
 
-def unverified_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    def __init__(self, exe, plugin_dir, backend="maildir", pop3_settings=None, threads=1):
+        settings = {"pop3." + k: v for k, v in (pop3_settings or {}).items()}
+        super().__init__(exe, plugin_dir, listeners=("pop3", "pop3s", "imap"), users=(),
+                         backend=backend, settings=settings, threads=threads,
+                         prefix="mailaccess-pop3-")
+        self.passwords = {}
+        self._drops = 0
+        self.add_user("demo", "demo")
 
+    @property
+    def pop3_port(self):
+        return self.port["pop3"]
 
-_delivery_seq = 0
+    @property
+    def pop3s_port(self):
+        return self.port["pop3s"]
 
-
-class Server:
-    """`mailaccess serve` with a pop3 (STARTTLS) and a pop3s (implicit TLS) listener."""
-
-    def __init__(self, exe, plugin_dir, state_dir=None, pop3_settings=None, threads=1):
-        self.exe = exe
-        self.plugin_dir = plugin_dir
-        self._tmp = None
-        if state_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="mailaccess-pop3-")
-            state_dir = self._tmp.name
-        self.state_dir = state_dir
-        self.pop3_port, self.pop3s_port = free_ports(2)
-        self.config_path = os.path.join(state_dir, "mailaccess.toml")
-        self.log_path = os.path.join(state_dir, "server.log")
-        self.proc = None
-        self._log = None
-        lines = [
-            "[server]",
-            f'state_dir = "{state_dir}"',
-            f"threads = {threads}",
-            "",
-            "[listeners.pop3]",
-            'protocol = "pop3"',
-            f'address = "{HOST}"',
-            f"port = {self.pop3_port}",
-            'tls = "starttls"',
-            "",
-            "[listeners.pop3s]",
-            'protocol = "pop3"',
-            f'address = "{HOST}"',
-            f"port = {self.pop3s_port}",
-            'tls = "implicit"',
-            "",
-            "[tls]",
-            "self_signed = true",
-            "",
-            "[auth]",
-            "create_demo_user = true",
-            "failure_delay_ms = 0",
-            "",
-            "[storage]",
-            'backend = "maildir"',
-            'path = "mail/%u/Maildir"',
-            "",
-        ]
-        if pop3_settings:
-            lines.append("[pop3]")
-            for k, v in pop3_settings.items():
-                lines.append(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
-        with open(self.config_path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-
-    # -- process -------------------------------------------------------------------------------
-
-    def start(self):
-        """Starts the server and returns once it logs that it listens (bounded in time)."""
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.exe, "--config", self.config_path, "--plugin-dir", self.plugin_dir, "serve"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.state_dir)
-        self._ready = threading.Event()
-        self._ready_seen = False
-        # The server's output is copied to the log file as it comes, so a chatty server never
-        # blocks on a full pipe.
-        self._pump = threading.Thread(target=self._copy_output, daemon=True)
-        self._pump.start()
-        if not self._ready.wait(START_TIMEOUT) or not self._ready_seen:
-            raise RuntimeError("server did not start (exit %s):\n%s" %
-                               (self.proc.poll(), self.log()))
-        return self
-
-    def _copy_output(self):
-        tail = b""
-        fd = self.proc.stdout.fileno()
-        while True:
-            data = os.read(fd, 65536)
-            if not data:
-                break
-            self._log.write(data)
-            self._log.flush()
-            if not self._ready_seen:
-                tail = tail[-200:] + data
-                if READY_MARK in tail:
-                    self._ready_seen = True
-                    self._ready.set()
-        self._ready.set()  # exited: start() reports it
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=15)
-        self._pump.join(timeout=15)
-        self.proc.stdout.close()
-        self._log.close()
-        self.proc = None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def cleanup(self):
+    def restart(self):
+        """Stops the server and starts it again on the same state and ports."""
         self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        return self.start()
 
     def add_user(self, name, password):
         """`mailaccess user add` (the server re-reads the passwd file when it changes)."""
-        r = subprocess.run(
-            [self.exe, "--config", self.config_path, "--plugin-dir", self.plugin_dir, "user", "add",
-             name, "--password-stdin", "--scheme", "SHA512-CRYPT"],
-            input=(password + "\n").encode(), capture_output=True, timeout=60, cwd=self.state_dir)
+        r = self.run_cli("user", "add", name, "--password-stdin", "--scheme", "SHA512-CRYPT",
+                         stdin=(password + "\n").encode())
         if r.returncode != 0:
             raise RuntimeError("user add failed: %s %s" % (r.stdout, r.stderr))
+        self.passwords[name] = password
 
     # -- mail ----------------------------------------------------------------------------------
 
-    def maildir(self, user="demo"):
-        return os.path.join(self.state_dir, "mail", user, "Maildir")
-
-    def deliver(self, data, user="demo"):
-        """Writes a message the way an MTA does: into tmp/, fsync, then rename into new/.
-        Names sort in delivery order, so the server numbers messages in that order."""
+    def put(self, data, user="demo"):
+        """Delivers a message the way mail reaches this backend. Maildir: as an MTA does it, into
+        tmp/, fsync, rename into new/, under names that sort in delivery order (the server picks
+        them up in that order). LMDB: `mailaccess deliver`, the MTA's command for it."""
+        if self.backend != "maildir":
+            r = self.deliver(user, data)
+            if r.returncode != 0:
+                raise RuntimeError("deliver failed (%d): %s" % (r.returncode, r.stderr))
+            return
         md = self.maildir(user)
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(md, sub), exist_ok=True)
-        global _delivery_seq
-        _delivery_seq += 1
-        name = "%d.P%dQ%08d.testhost" % (int(time.time()), os.getpid(), _delivery_seq)
+        self._drops += 1
+        name = "%d.P%dQ%08d.testhost" % (int(time.time()), os.getpid(), self._drops)
         tmp = os.path.join(md, "tmp", name)
         with open(tmp, "wb") as f:
             f.write(data)
@@ -195,94 +86,124 @@ class Server:
             os.fsync(f.fileno())
         os.rename(tmp, os.path.join(md, "new", name))
 
-    def message_files(self, user="demo"):
-        """{path: Maildir flags} of every message file in new/ and cur/. The server renames
-        files it picks up (own unique name, ",S=" size), so tests find messages by content."""
+    def stored(self, user="demo"):
+        """[(Maildir flag letters, message bytes)] of every message in the user's INBOX.
+
+        Maildir: read from the files in new/ and cur/ (what is on disk). LMDB: fetched over IMAP
+        with BODY.PEEK, so looking changes nothing."""
+        if self.backend == "maildir":
+            return self._maildir_files(user)
+        c = imaplib.IMAP4(HOST, self.port["imap"], timeout=IO_TIMEOUT)
+        try:
+            c.login(user, self.passwords[user])
+            typ, data = c.select("INBOX", readonly=True)
+            assert typ == "OK", data
+            if int(data[0]) == 0:
+                return []
+            typ, data = c.fetch("1:*", "(FLAGS BODY.PEEK[])")
+            assert typ == "OK", data
+            out = []
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                m = re.search(rb"FLAGS \(([^)]*)\)", item[0])
+                flags = m.group(1).split() if m else []
+                letters = "".join(sorted(_IMAP_TO_MAILDIR[f] for f in flags
+                                         if f in _IMAP_TO_MAILDIR))
+                out.append((letters, item[1]))
+            return out
+        finally:
+            try:
+                c.logout()
+            except (imaplib.IMAP4.error, OSError):
+                pass
+
+    def _maildir_files(self, user):
         md = self.maildir(user)
-        out = {}
+        out = []
         for sub in ("new", "cur"):
             d = os.path.join(md, sub)
             if not os.path.isdir(d):
                 continue
             for fn in os.listdir(d):
                 _, _, info = fn.partition(":")
-                out[os.path.join(d, fn)] = info[2:] if info.startswith("2,") else ""
+                with open(os.path.join(d, fn), "rb") as f:
+                    out.append((info[2:] if info.startswith("2,") else "", f.read()))
         return out
 
+    def count(self, user="demo"):
+        return len(self.stored(user))
+
     def flags_of(self, marker, user="demo"):
-        """Maildir flags of the one message file whose bytes contain `marker`."""
-        found = []
-        for path, flags in self.message_files(user).items():
-            with open(path, "rb") as f:
-                if marker in f.read():
-                    found.append(flags)
+        """Maildir flag letters of the one message whose bytes contain `marker`."""
+        found = [flags for flags, data in self.stored(user) if marker in data]
         if len(found) != 1:
-            raise AssertionError("%d files contain %r" % (len(found), marker))
+            raise AssertionError("%d messages contain %r" % (len(found), marker))
         return found[0]
 
 
-class RawClient:
-    """A line client on a real socket, for exact replies and for what poplib will not send."""
+class RawClient(mailserver.LineClient):
+    """A POP3 line client on a real socket, for exact replies and for what poplib will not send.
+    Lines come back as str (latin-1); the greeting is left for the test to read."""
 
     def __init__(self, port, tls=False):
-        sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
-        if tls:
-            sock = unverified_context().wrap_socket(sock, server_hostname="localhost")
-        self.sock = sock
-        self.buf = b""
+        super().__init__(port, tls=tls, greeting=False)
 
-    def starttls(self):
-        self.sock = unverified_context().wrap_socket(self.sock, server_hostname="localhost")
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def line(self):
-        """One line without CRLF ('' never means EOF: EOFError is raised)."""
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed; buffered: %r" % self.buf[:200])
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line.decode("latin-1")
+    def line(self, timeout=None):
+        return super().line(timeout).decode("latin-1")
 
     def cmd(self, text):
         self.send(text + "\r\n")
         return self.line()
 
     def multiline_raw(self):
-        """The body of a multi-line response as sent, up to and including CRLF.CRLF."""
+        """The body of a multi-line response as sent, up to and including CRLF.CRLF (or a
+        lone ".\r\n" for an empty one). Large bodies are read in big chunks into one growing
+        buffer, searched only where new bytes arrived."""
         end = b"\r\n.\r\n"
+        deadline = time.monotonic() + self.timeout
+        buf = bytearray(self.buf)
+        scanned = 0
         while True:
-            if self.buf.startswith(b".\r\n"):
-                data, self.buf = self.buf[:3], self.buf[3:]
-                return data
-            i = self.buf.find(end)
+            if buf.startswith(b".\r\n"):
+                self.buf = bytes(buf[3:])
+                return b".\r\n"
+            i = buf.find(end, max(0, scanned - len(end)))
             if i >= 0:
-                data, self.buf = self.buf[:i + len(end)], self.buf[i + len(end):]
-                return data
+                self.buf = bytes(buf[i + len(end):])
+                return bytes(buf[:i + len(end)])
+            scanned = len(buf)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no end of multi-line response in time")
+            self.sock.settimeout(left)
             chunk = self.sock.recv(1 << 20)
             if not chunk:
                 raise EOFError("connection closed inside a multi-line response")
-            self.buf += chunk
+            buf += chunk
 
     def closed_by_server(self):
         """True when the server has closed the connection (after any buffered bytes)."""
         if self.buf:
             return False
         try:
+            self.sock.settimeout(self.timeout)
             return self.sock.recv(1) == b""
         except (ConnectionResetError, ssl.SSLError):
             return True
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+
+def parse_args(argv, doc):
+    """EXE PLUGIN_DIR SOURCE_ROOT [BACKEND] [unittest args] -> (paths, backend, rest)."""
+    if len(argv) < 4:
+        sys.exit(doc)
+    exe, plugin_dir, source_root = (os.path.abspath(a) for a in argv[1:4])
+    rest = argv[4:]
+    backend = "maildir"
+    if rest and rest[0] in BACKENDS:
+        backend, rest = rest[0], rest[1:]
+    print("backend:", backend)
+    return (exe, plugin_dir, source_root), backend, rest
 
 
 def stuffed(wire):
@@ -293,49 +214,32 @@ def stuffed(wire):
     return out + b".\r\n"
 
 
-def to_wire(data):
-    """LF-terminated message bytes (as an MTA writes them) in CRLF wire form."""
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+to_wire = mailserver.wire
 
 
 def corpus_messages(source_root, count):
     """Up to `count` real messages (bytes) and a note saying where they came from.
 
-    MAILACCESS_CORPUS, then ../shared/corpus beside the source tree, then tests/data/corpus;
-    messages with CR bytes are skipped (their wire form is ambiguous); messages with lines that
-    start with "." come first so byte-stuffing is exercised. Without a corpus, generated messages.
+    The corpus of mailserver.corpus_dir; messages with CR or NUL bytes are skipped (their wire
+    form is ambiguous); messages with lines that start with "." come first so byte-stuffing is
+    exercised. Without a corpus, generated messages.
     """
-    candidates = []
-    env = os.environ.get("MAILACCESS_CORPUS")
-    if env:
-        candidates.append(env)
-    candidates.append(os.path.join(source_root, "..", "shared", "corpus"))
-    candidates.append(os.path.join(source_root, "tests", "data", "corpus"))
-    for root in candidates:
-        if not os.path.isdir(root):
+    root, where = mailserver.corpus_dir(source_root)
+    files = [p for p in mailserver.corpus_messages(root) if p.endswith(".eml")]
+    dotted, plain = [], []
+    # Look at a bounded, evenly spread sample so the choice covers every folder.
+    step = max(1, len(files) // 400)
+    for path in files[::step]:
+        with open(path, "rb") as f:
+            data = f.read()
+        if b"\r" in data or b"\0" in data or len(data) > 2_000_000:
             continue
-        files = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                if fn.endswith(".eml"):
-                    files.append(os.path.join(dirpath, fn))
-        if not files:
-            continue
-        dotted, plain = [], []
-        # Look at a bounded, evenly spread sample so the choice covers every folder.
-        step = max(1, len(files) // 400)
-        for path in files[::step]:
-            with open(path, "rb") as f:
-                data = f.read()
-            if b"\r" in data or b"\0" in data or len(data) > 2_000_000:
-                continue
-            (dotted if b"\n." in data else plain).append((path, data))
-        chosen = (dotted[:max(1, count // 3)] + plain)[:count]
-        if chosen:
-            note = "corpus %s: %s" % (os.path.abspath(root),
-                                      ", ".join(os.path.relpath(p, root) for p, _ in chosen))
-            return [d for _, d in chosen], note
+        (dotted if b"\n." in data else plain).append((path, data))
+    chosen = (dotted[:max(1, count // 3)] + plain)[:count]
+    if chosen:
+        note = "%s %s: %s" % (where, os.path.abspath(root),
+                              ", ".join(os.path.relpath(p, root) for p, _ in chosen))
+        return [d for _, d in chosen], note
     return generated_messages(count), "generated messages (no corpus found)"
 
 
