@@ -44,8 +44,9 @@ namespace mailaccess::imap {
 
 /// The name under which the registry is published with Host::register_service().
 inline constexpr std::string_view kRegistryService = "imap.registry";
-/// Bumped whenever Registry or SessionApi change in an incompatible way.
-inline constexpr uint32_t kRegistryApiVersion = 2;
+/// Bumped whenever Registry or SessionApi change in an incompatible way. Version 3 added
+/// Registry::register_search_index() and the SearchIndex interface.
+inline constexpr uint32_t kRegistryApiVersion = 3;
 
 /// IMAP connection states (RFC 9051 §3), as a bit mask for CommandSpec::states.
 enum StateMask : uint32_t {
@@ -116,6 +117,37 @@ struct SessionHooks {
   std::function<void(SessionApi&)> on_close;     ///< the connection is closing
 };
 
+/// One text criterion of a SEARCH (RFC 9051 §6.4.4 BODY, TEXT, FROM/TO/CC/BCC/SUBJECT and
+/// HEADER). Matching is a substring match of `needle` in the folded, decoded text.
+struct TextCriterion {
+  enum class Where { Header, Body, Text };
+  Where where = Where::Body;
+  std::string field;   ///< lower-case header field name (Where::Header only)
+  std::string needle;  ///< already case-folded (never empty: empty needles are not asked)
+};
+
+/// What an index knows about one TextCriterion for the messages of a mailbox view. Every UID of
+/// the view that is in neither list does not match. UIDs not in the view may appear and are
+/// ignored.
+struct TextAnswer {
+  bool answered = false;          ///< false: the index cannot narrow this one; scan every message
+  std::vector<uint32_t> matches;  ///< sorted UIDs that certainly match
+  std::vector<uint32_t> maybe;    ///< sorted UIDs the session must verify by reading the message
+};
+
+/// A full-text index that narrows SEARCH text criteria (the fts_xapian plugin registers one).
+/// The session combines the answers with the other keys and verifies every "maybe" with its own
+/// matcher, so results stay exactly those of a full scan. Messages the index has not seen yet
+/// must be reported as "maybe" (never left out).
+class SearchIndex {
+ public:
+  virtual ~SearchIndex() = default;
+  /// Called on the session's loop thread; must be quick (no indexing of many messages here).
+  /// Returns one answer per criterion, in order. Must not throw.
+  virtual std::vector<TextAnswer> lookup(SessionApi& session, spi::Mailbox& mailbox,
+                                         const std::vector<TextCriterion>& criteria) noexcept = 0;
+};
+
 /// The registry the imap plugin publishes.
 class Registry {
  public:
@@ -128,6 +160,9 @@ class Registry {
   virtual void register_capability(std::string capability, CapabilityWhen when) noexcept = 0;
   /// Adds hooks, called in registration order.
   virtual void register_hooks(SessionHooks hooks) noexcept = 0;
+  /// Sets the index that answers SEARCH text criteria (one at most; a later call replaces it,
+  /// nullptr removes it). `index` must outlive all sessions. Added in API version 3.
+  virtual void register_search_index(SearchIndex* index) noexcept = 0;
 };
 
 }  // namespace mailaccess::imap

@@ -688,12 +688,29 @@ void Session::cmd_search(const Command& c, bool uid) {
   env.max_uid = env.count ? mailbox_->message(env.count - 1).uid : 0;
   env.saved = &saved_search_;
   env.now = static_cast<int64_t>(std::time(nullptr));
+  // A full-text index (fts_xapian) narrows the text keys; every message it cannot decide is
+  // still verified here, so the result is that of a full scan.
+  std::vector<const SearchKey*> text_keys;
+  std::vector<TextCriterion> criteria;
+  std::vector<TextAnswer> answers;
+  std::vector<TextHint> hints;
+  if (SearchIndex* index = registry_.search_index(); index != nullptr && mailbox_->count() > 0) {
+    collect_text_keys(*key, text_keys, criteria);
+    if (!criteria.empty()) answers = index->lookup(*this, *mailbox_, criteria);
+    if (answers.size() == text_keys.size()) {
+      for (std::size_t n = 0; n < answers.size(); ++n) {
+        if (answers[n].answered) hints.push_back({text_keys[n], &answers[n]});
+      }
+    }
+  }
   std::vector<uint32_t> hits_uid;
   std::vector<uint32_t> hits;
   uint64_t max_modseq = 0;
   for (std::size_t k = 0; k < mailbox_->count(); ++k) {
     Subject subject(*mailbox_, k);
-    if (!search_match(*key, subject, env)) continue;
+    bool match = hints.empty() ? search_match(*key, subject, env)
+                               : search_match_hinted(*key, subject, env, hints);
+    if (!match) continue;
     const auto& info = mailbox_->message(k);
     hits_uid.push_back(info.uid);
     hits.push_back(uid ? info.uid : static_cast<uint32_t>(k + 1));

@@ -315,6 +315,56 @@ bool search_needs_content(const SearchKey& k) {
   }
 }
 
+void collect_text_keys(const SearchKey& k, std::vector<const SearchKey*>& leaves,
+                       std::vector<TextCriterion>& criteria) {
+  using K = SearchKey::Kind;
+  if (k.kind == K::Header || k.kind == K::Body || k.kind == K::Text) {
+    if (k.value.empty()) return;  // "exists" (HEADER) or everything: nothing to narrow
+    TextCriterion c;
+    c.where = k.kind == K::Header ? TextCriterion::Where::Header
+              : k.kind == K::Body ? TextCriterion::Where::Body
+                                  : TextCriterion::Where::Text;
+    c.field = k.field;
+    c.needle = k.value;
+    leaves.push_back(&k);
+    criteria.push_back(std::move(c));
+    return;
+  }
+  for (const auto& child : k.children) collect_text_keys(child, leaves, criteria);
+}
+
+bool search_match_hinted(const SearchKey& k, SearchSubject& msg, const SearchEnv& env,
+                         const std::vector<TextHint>& hints) {
+  using K = SearchKey::Kind;
+  switch (k.kind) {
+    case K::And:
+      for (const auto& c : k.children) {
+        if (!search_match_hinted(c, msg, env, hints)) return false;
+      }
+      return true;
+    case K::Or:
+      return search_match_hinted(k.children[0], msg, env, hints) ||
+             search_match_hinted(k.children[1], msg, env, hints);
+    case K::Not:
+      return !search_match_hinted(k.children[0], msg, env, hints);
+    case K::Header:
+    case K::Body:
+    case K::Text:
+      for (const auto& h : hints) {
+        if (h.key != &k) continue;
+        uint32_t uid = msg.info().uid;
+        if (std::binary_search(h.answer->matches.begin(), h.answer->matches.end(), uid))
+          return true;
+        if (std::binary_search(h.answer->maybe.begin(), h.answer->maybe.end(), uid))
+          return search_match(k, msg, env);
+        return false;
+      }
+      return search_match(k, msg, env);
+    default:
+      return search_match(k, msg, env);
+  }
+}
+
 bool search_match(const SearchKey& k, SearchSubject& msg, const SearchEnv& env) {
   using K = SearchKey::Kind;
   const spi::MessageInfo& info = msg.info();

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "imap_extension.hpp"
 #include "imap_parser.hpp"
 #include "mailaccess/mime.hpp"
 #include "mailaccess/spi/storage.hpp"
@@ -80,6 +81,23 @@ struct SearchEnv {
 };
 
 bool search_match(const SearchKey& key, SearchSubject& msg, const SearchEnv& env);
+
+/// A full-text index's answer for one text leaf of a key tree (see SearchIndex).
+struct TextHint {
+  const SearchKey* key = nullptr;
+  const TextAnswer* answer = nullptr;
+};
+
+/// The text leaves (HEADER/FROM/TO/CC/BCC/SUBJECT, BODY, TEXT with a non-empty string) of a
+/// key tree, in tree order, with the criterion an index is asked about.
+void collect_text_keys(const SearchKey& key, std::vector<const SearchKey*>& leaves,
+                       std::vector<TextCriterion>& criteria);
+
+/// search_match(), except that a text leaf listed in `hints` is decided by the index answer:
+/// in `matches` → true, in `maybe` → verified by search_match(), otherwise false. The result
+/// is the same as search_match() as long as the index keeps the TextAnswer contract.
+bool search_match_hinted(const SearchKey& key, SearchSubject& msg, const SearchEnv& env,
+                         const std::vector<TextHint>& hints);
 
 /// True if the key tree needs the parsed structure or text (not just MessageInfo).
 bool search_needs_content(const SearchKey& key);

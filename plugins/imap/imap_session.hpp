@@ -44,7 +44,9 @@ class RegistryImpl final : public Registry {
   bool register_command(CommandSpec spec) noexcept override;
   void register_capability(std::string capability, CapabilityWhen when) noexcept override;
   void register_hooks(SessionHooks hooks) noexcept override;
+  void register_search_index(SearchIndex* index) noexcept override { search_index_ = index; }
 
+  SearchIndex* search_index() const noexcept { return search_index_; }
   const CommandSpec* find(std::string_view name) const noexcept;
   const std::vector<std::pair<std::string, CapabilityWhen>>& capabilities() const noexcept {
     return capabilities_;
@@ -55,6 +57,7 @@ class RegistryImpl final : public Registry {
   std::vector<CommandSpec> commands_;
   std::vector<std::pair<std::string, CapabilityWhen>> capabilities_;
   std::vector<SessionHooks> hooks_;
+  SearchIndex* search_index_ = nullptr;
 };
 
 /// True for a command name the session implements itself.

@@ -203,6 +203,11 @@ std::string decode_part_body(std::string_view message, const BodyPart& part);
 /// fallback). For the indexer and snippets; meaningful for text/* parts.
 std::string decode_part_text(std::string_view message, const BodyPart& part);
 
+/// Folds UTF-8 text for case-insensitive substring search (ASCII, Latin-1, Latin Extended-A,
+/// Greek and Cyrillic letters to lower case; "ß" to "ss"). Invalid UTF-8 bytes are kept as they
+/// are. IMAP SEARCH and the full-text indexer both fold with this, so they agree byte for byte.
+std::string casefold(std::string_view utf8);
+
 /// The value of a parameter (case-insensitive name), or nullopt.
 std::optional<std::string_view> find_param(const Params& params, std::string_view name) noexcept;
 

@@ -1,0 +1,660 @@
+#include "index.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <xapian.h>
+
+#include "schema.hpp"
+#include "text.hpp"
+
+namespace mailaccess::indexer {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Vocabularies kept in memory by a Searcher (least recently used dropped first).
+constexpr std::size_t kMaxCachedMailboxes = 32;
+// An infix/suffix expanding to more words than this does not narrow (it would cost more than
+// the scan it saves); the other parts of the needle still do.
+constexpr std::size_t kMaxExpansion = 20000;
+// New documents since the last look that are merged into the vocabulary one by one; more
+// than this and the vocabulary is read again from the term list.
+constexpr std::size_t kMaxIncremental = 20000;
+
+std::string escape(std::string_view name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '@' || c == '+' || (c == '.' && !out.empty())) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  if (out.empty()) out = "%";
+  return out;
+}
+
+std::string unescape(std::string_view s) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
+      i += 2;
+    } else if (s[i] != '%') {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+Error xapian_error(const Xapian::Error& e, std::string_view what) {
+  ErrorCode code = ErrorCode::Temp;
+  std::string type = e.get_type();
+  if (type == "DatabaseCorruptError" || type == "DatabaseVersionError") code = ErrorCode::Corrupt;
+  if (type == "DatabaseLockError") code = ErrorCode::InUse;
+  return Error{code, std::string(what), type + ": " + e.get_msg()};
+}
+
+bool is_corrupt(const Xapian::Error& e) {
+  std::string type = e.get_type();
+  return type == "DatabaseCorruptError" || type == "DatabaseVersionError" ||
+         (type == "DatabaseOpeningError");
+}
+
+Result<std::string> read_message(spi::Mailbox& mailbox, uint32_t uid, uint64_t size_hint) {
+  auto reader = mailbox.open_message(uid);
+  if (!reader) return tl::unexpected(reader.error());
+  uint64_t size = std::min<uint64_t>((*reader)->size(), kMaxReadBytes);
+  (void)size_hint;
+  std::string out;
+  out.resize(static_cast<std::size_t>(size));
+  std::size_t done = 0;
+  while (done < out.size()) {
+    auto n = (*reader)->read(done, std::span<char>(out.data() + done, out.size() - done));
+    if (!n) return tl::unexpected(n.error());
+    if (*n == 0) break;
+    done += *n;
+  }
+  out.resize(done);
+  return out;
+}
+
+// The terms of one message; false when it is too large and gets only XSCAN.
+bool build_document(const MessageText& text, const Xapian::Stem* stem, Xapian::Document& doc) {
+  if (text.bytes() > kMaxTextBytes) {
+    doc.add_boolean_term(std::string(kTermScan));
+    return false;
+  }
+  std::unordered_set<std::string> terms;
+  std::unordered_set<std::string> stems;
+  auto add = [&](std::string_view prefix, const std::string& raw_text, bool stemmed) {
+    std::string folded = mime::casefold(raw_text);
+    for_each_word(folded, [&](std::string_view w) {
+      std::string t(prefix);
+      t += w;
+      terms.insert(std::move(t));
+      if (stemmed && stem != nullptr && w.size() < 64 && w.size() > 2) {
+        std::string s = (*stem)(std::string(w));
+        if (!s.empty() && s != w) stems.insert(std::string(kPrefixStem) + s);
+      }
+    });
+  };
+  add(kPrefixHeaderBlock, text.header_block, false);
+  for (const auto& b : text.body) add(kPrefixBody, b, true);
+  for (const auto& [name, value] : text.headers) {
+    if (name.size() > kMaxFieldName || !indexed_header(name)) continue;
+    add(header_prefix(name), value, name == "subject");
+  }
+  if (terms.size() + stems.size() > kMaxTerms) {
+    doc.add_boolean_term(std::string(kTermScan));
+    return false;
+  }
+  for (const auto& t : terms) doc.add_boolean_term(t);
+  for (const auto& t : stems) doc.add_boolean_term(t);
+  return true;
+}
+
+uint64_t dir_bytes(const fs::path& dir) {
+  uint64_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::error_code ec2;
+    if (it->is_regular_file(ec2)) n += it->file_size(ec2);
+  }
+  return n;
+}
+
+// The word of a term without its prefix ("" for XSCAN and stems: they are not vocabulary).
+std::string_view word_of(std::string_view term) {
+  if (term.starts_with(kPrefixHeader)) {
+    auto colon = term.find(':');
+    return colon == std::string_view::npos ? std::string_view() : term.substr(colon + 1);
+  }
+  if (term.starts_with(kPrefixStem)) return {};
+  std::size_t i = 0;
+  while (i < term.size() && term[i] >= 'A' && term[i] <= 'Z') ++i;
+  return term.substr(i);
+}
+
+}  // namespace
+
+std::string user_dir(const Settings& settings, std::string_view user) {
+  return (fs::path(settings.root) / escape(user)).string();
+}
+
+std::string mailbox_dir(const Settings& settings, std::string_view user, std::string_view mailbox) {
+  // INBOX is case-insensitive (storage SPI): one directory for every spelling.
+  std::string name(mailbox);
+  if (name.size() == 5) {
+    std::string up;
+    for (char c : name) up.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c);
+    if (up == "INBOX") name = up;
+  }
+  return (fs::path(settings.root) / escape(user) / escape(name)).string();
+}
+
+std::string mailbox_of_dir(std::string_view dir_name) { return unescape(dir_name); }
+
+// ---- writing ----
+
+Result<SyncResult> sync_mailbox(const Settings& settings, std::string_view user,
+                                spi::Mailbox& mailbox, const SyncOptions& options) noexcept {
+  SyncResult result;
+  const std::string dir = mailbox_dir(settings, user, mailbox.name());
+  try {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return tl::unexpected(Error{ErrorCode::Temp, "cannot create the index directory",
+                                        dir + ": " + ec.message()});
+    if (options.rebuild) {
+      result.rebuilt = true;
+      result.rebuilt_reason = "rebuild asked";
+    }
+    auto open = [&](bool wipe) -> Xapian::WritableDatabase {
+      int flags = wipe ? Xapian::DB_CREATE_OR_OVERWRITE : Xapian::DB_CREATE_OR_OPEN;
+      try {
+        return Xapian::WritableDatabase(dir, flags);
+      } catch (const Xapian::DatabaseLockError&) {
+        if (!options.wait_for_lock) throw;
+        if (options.on_wait) options.on_wait();
+        return Xapian::WritableDatabase(dir, flags | Xapian::DB_RETRY_LOCK);
+      }
+    };
+    Xapian::WritableDatabase db;
+    try {
+      db = open(options.rebuild);
+    } catch (const Xapian::DatabaseLockError&) {
+      throw;
+    } catch (const Xapian::Error& e) {
+      if (!is_corrupt(e)) throw;
+      // Corrupt or unreadable: drop it and index everything again.
+      result.rebuilt = true;
+      result.rebuilt_reason = std::string(e.get_type()) + ": " + e.get_msg();
+      fs::remove_all(dir, ec);
+      fs::create_directories(dir, ec);
+      db = open(true);
+    }
+    const uint32_t uidvalidity = mailbox.status().uidvalidity;
+    std::string schema = db.get_metadata(std::string(kMetaSchema));
+    std::string have_validity = db.get_metadata(std::string(kMetaUidValidity));
+    bool fresh = db.get_doccount() == 0 && schema.empty();
+    if (!fresh && (schema != std::to_string(kSchemaVersion) ||
+                   have_validity != std::to_string(uidvalidity))) {
+      result.rebuilt = true;
+      result.rebuilt_reason = schema != std::to_string(kSchemaVersion)
+                                  ? fmt::format("schema {} (this version writes {})", schema,
+                                                kSchemaVersion)
+                                  : "UIDVALIDITY changed";
+      db.close();
+      db = open(true);
+    }
+    db.set_metadata(std::string(kMetaSchema), std::to_string(kSchemaVersion));
+    db.set_metadata(std::string(kMetaUidValidity), std::to_string(uidvalidity));
+
+    // What the index has, what the view has.
+    std::vector<uint32_t> have;
+    for (auto it = db.postlist_begin(""); it != db.postlist_end(""); ++it) have.push_back(*it);
+    std::vector<uint32_t> want;
+    want.reserve(mailbox.count());
+    for (std::size_t i = 0; i < mailbox.count(); ++i) want.push_back(mailbox.message(i).uid);
+    result.total = want.size();
+    std::vector<uint32_t> gone, missing;
+    std::set_difference(have.begin(), have.end(), want.begin(), want.end(),
+                        std::back_inserter(gone));
+    std::set_difference(want.begin(), want.end(), have.begin(), have.end(),
+                        std::back_inserter(missing));
+    for (uint32_t uid : gone) db.delete_document(uid);
+    result.removed = gone.size();
+
+    std::unique_ptr<Xapian::Stem> stem;
+    if (!settings.stem_language.empty() && settings.stem_language != "none") {
+      stem = std::make_unique<Xapian::Stem>(settings.stem_language);
+    }
+    uint64_t done = want.size() - missing.size();
+    std::size_t batch_docs = 0, batch_bytes = 0;
+    auto commit = [&] {
+      db.commit();
+      batch_docs = batch_bytes = 0;
+      if (options.on_progress) options.on_progress(done, result.total);
+    };
+    for (uint32_t uid : missing) {
+      if (options.cancel && options.cancel->load()) {
+        result.cancelled = true;
+        break;
+      }
+      auto structure = mailbox.structure(uid);
+      if (!structure || !*structure) {
+        ++result.unreadable;
+        continue;
+      }
+      auto raw = read_message(mailbox, uid, 0);
+      if (!raw) {
+        ++result.unreadable;
+        continue;
+      }
+      MessageText text = message_text(*raw, **structure);
+      Xapian::Document doc;
+      if (!build_document(text, stem.get(), doc)) ++result.scan_only;
+      db.replace_document(uid, doc);
+      ++result.indexed;
+      ++done;
+      result.text_bytes += text.bytes();
+      result.mail_bytes += raw->size();
+      ++batch_docs;
+      batch_bytes += text.bytes() + raw->size() / 4;
+      if (batch_docs >= settings.batch_messages || batch_bytes >= settings.batch_bytes) commit();
+    }
+    commit();
+    db.close();
+    return result;
+  } catch (const Xapian::Error& e) {
+    return tl::unexpected(xapian_error(e, "index update failed"));
+  } catch (const std::exception& e) {
+    return tl::unexpected(Error{ErrorCode::Temp, "index update failed", e.what()});
+  }
+}
+
+// ---- state ----
+
+MailboxState read_state(const Settings& settings, std::string_view user,
+                        std::string_view mailbox) noexcept {
+  MailboxState st;
+  std::string dir = mailbox_dir(settings, user, mailbox);
+  std::error_code ec;
+  if (!fs::exists(fs::path(dir) / "iamglass", ec)) {
+    st.exists = fs::exists(dir, ec) && !fs::is_empty(dir, ec);
+    if (st.exists) st.problem = "not a Xapian database";
+    return st;
+  }
+  st.exists = true;
+  st.disk_bytes = dir_bytes(dir);
+  try {
+    Xapian::Database db(dir);
+    st.schema = static_cast<uint32_t>(std::strtoul(db.get_metadata(std::string(kMetaSchema)).c_str(), nullptr, 10));
+    st.uidvalidity = static_cast<uint32_t>(
+        std::strtoul(db.get_metadata(std::string(kMetaUidValidity)).c_str(), nullptr, 10));
+    for (auto it = db.postlist_begin(""); it != db.postlist_end(""); ++it) st.uids.push_back(*it);
+  } catch (const Xapian::Error& e) {
+    st.problem = std::string(e.get_type()) + ": " + e.get_msg();
+  } catch (const std::exception& e) {
+    st.problem = e.what();
+  }
+  return st;
+}
+
+Result<void> check_database(const Settings& settings, std::string_view user,
+                            std::string_view mailbox) noexcept {
+  std::string dir = mailbox_dir(settings, user, mailbox);
+  try {
+    std::size_t errors = Xapian::Database::check(dir, Xapian::DBCHECK_SHORT_TREE, nullptr);
+    if (errors > 0) {
+      return tl::unexpected(
+          Error{ErrorCode::Corrupt, fmt::format("{} error(s) in the index", errors), dir});
+    }
+    return {};
+  } catch (const Xapian::Error& e) {
+    return tl::unexpected(Error{ErrorCode::Corrupt, std::string(e.get_type()) + ": " + e.get_msg(), dir});
+  } catch (const std::exception& e) {
+    return tl::unexpected(Error{ErrorCode::Corrupt, e.what(), dir});
+  }
+}
+
+Result<void> drop_database(const Settings& settings, std::string_view user,
+                           std::string_view mailbox) noexcept {
+  std::error_code ec;
+  fs::remove_all(mailbox_dir(settings, user, mailbox), ec);
+  if (ec) return tl::unexpected(Error{ErrorCode::Temp, "cannot remove the index", ec.message()});
+  return {};
+}
+
+std::vector<std::string> indexed_mailboxes(const Settings& settings,
+                                           std::string_view user) noexcept {
+  std::vector<std::string> out;
+  try {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(user_dir(settings, user), ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      if (it->is_directory()) out.push_back(mailbox_of_dir(it->path().filename().string()));
+    }
+    std::sort(out.begin(), out.end());
+  } catch (...) {
+  }
+  return out;
+}
+
+std::vector<std::string> indexed_users(const Settings& settings) noexcept {
+  std::vector<std::string> out;
+  try {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(settings.root, ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      if (it->is_directory()) out.push_back(unescape(it->path().filename().string()));
+    }
+    std::sort(out.begin(), out.end());
+  } catch (...) {
+  }
+  return out;
+}
+
+// ---- reading ----
+
+namespace {
+
+uint32_t trigram(std::string_view s, std::size_t i) {
+  return (uint32_t(uint8_t(s[i])) << 16) | (uint32_t(uint8_t(s[i + 1])) << 8) |
+         uint32_t(uint8_t(s[i + 2]));
+}
+
+// The vocabulary of one mailbox database (every word of every field) and a trigram map over
+// it, so that an infix or suffix expands to the words that contain it without reading the
+// whole term list.
+struct Vocabulary {
+  std::vector<std::string> words;
+  std::unordered_map<std::string, uint32_t> ids;
+  std::unordered_map<uint32_t, std::vector<uint32_t>> grams;
+
+  void add(std::string_view w) {
+    if (w.empty()) return;
+    auto [it, inserted] = ids.try_emplace(std::string(w), static_cast<uint32_t>(words.size()));
+    if (!inserted) return;
+    uint32_t id = it->second;
+    words.emplace_back(w);
+    if (w.size() < 3) return;
+    uint32_t last = UINT32_MAX;
+    // Words' trigrams in order; a repeated trigram in a row is listed once.
+    std::vector<uint32_t> seen;
+    for (std::size_t i = 0; i + 3 <= w.size(); ++i) {
+      uint32_t g = trigram(w, i);
+      if (g == last || std::find(seen.begin(), seen.end(), g) != seen.end()) continue;
+      seen.push_back(g);
+      last = g;
+      grams[g].push_back(id);
+    }
+  }
+
+  // Word ids satisfying `part`; false if there are more than `cap`.
+  bool expand(const NeedlePart& part, std::size_t cap, std::vector<uint32_t>& out) const {
+    const std::string& w = part.word;
+    if (part.kind == NeedlePart::Kind::Exact) {
+      auto it = ids.find(w);
+      if (it != ids.end()) out.push_back(it->second);
+      return true;
+    }
+    if (w.size() < 3) {
+      for (uint32_t id = 0; id < words.size(); ++id) {
+        if (part_accepts(part, words[id])) {
+          out.push_back(id);
+          if (out.size() > cap) return false;
+        }
+      }
+      return true;
+    }
+    // The rarest trigram's list, each word checked for the whole part.
+    const std::vector<uint32_t>* best = nullptr;
+    for (std::size_t i = 0; i + 3 <= w.size(); ++i) {
+      auto it = grams.find(trigram(w, i));
+      if (it == grams.end()) return true;  // no word has it
+      if (!best || it->second.size() < best->size()) best = &it->second;
+    }
+    for (uint32_t id : *best) {
+      if (part_accepts(part, words[id])) {
+        out.push_back(id);
+        if (out.size() > cap) return false;
+      }
+    }
+    return true;
+  }
+};
+
+struct Entry {
+  std::mutex mutex;
+  std::unique_ptr<Xapian::Database> db;
+  Xapian::rev revision = 0;
+  std::string uuid;
+  bool loaded = false;
+  uint32_t uidvalidity = 0;
+  std::vector<uint32_t> indexed;  // ascending docids (= UIDs)
+  std::vector<uint32_t> scan;     // XSCAN documents
+  Vocabulary vocab;
+};
+
+std::vector<uint32_t> postings(Xapian::Database& db, const std::string& term) {
+  std::vector<uint32_t> out;
+  for (auto it = db.postlist_begin(term); it != db.postlist_end(term); ++it) out.push_back(*it);
+  return out;
+}
+
+// Brings the cached view of a database up to its current revision.
+void refresh(Entry& e) {
+  Xapian::rev rev = e.db->get_revision();
+  if (e.loaded && rev == e.revision) return;
+  std::vector<uint32_t> now = postings(*e.db, "");
+  std::vector<uint32_t> added;
+  std::set_difference(now.begin(), now.end(), e.indexed.begin(), e.indexed.end(),
+                      std::back_inserter(added));
+  if (e.loaded && added.size() <= kMaxIncremental) {
+    for (uint32_t id : added) {
+      for (auto t = e.db->termlist_begin(id); t != e.db->termlist_end(id); ++t) {
+        e.vocab.add(word_of(*t));
+      }
+    }
+  } else {
+    e.vocab = Vocabulary{};
+    for (auto t = e.db->allterms_begin(); t != e.db->allterms_end(); ++t) {
+      e.vocab.add(word_of(*t));
+    }
+  }
+  e.indexed = std::move(now);
+  e.scan = postings(*e.db, std::string(kTermScan));
+  e.uidvalidity = static_cast<uint32_t>(
+      std::strtoul(e.db->get_metadata(std::string(kMetaUidValidity)).c_str(), nullptr, 10));
+  e.revision = rev;
+  e.loaded = true;
+}
+
+void sorted_union(std::vector<uint32_t>& acc, std::vector<uint32_t> more) {
+  std::vector<uint32_t> out;
+  out.reserve(acc.size() + more.size());
+  std::set_union(acc.begin(), acc.end(), more.begin(), more.end(), std::back_inserter(out));
+  acc = std::move(out);
+}
+
+}  // namespace
+
+struct Searcher::Impl {
+  std::mutex mutex;  // guards `entries` and `lru`
+  std::unordered_map<std::string, std::shared_ptr<Entry>> entries;
+  std::list<std::string> lru;
+
+  std::shared_ptr<Entry> entry(const std::string& dir) {
+    std::lock_guard lock(mutex);
+    auto it = entries.find(dir);
+    lru.remove(dir);
+    lru.push_front(dir);
+    if (it != entries.end()) return it->second;
+    auto e = std::make_shared<Entry>();
+    entries[dir] = e;
+    while (lru.size() > kMaxCachedMailboxes) {
+      entries.erase(lru.back());
+      lru.pop_back();
+    }
+    return e;
+  }
+  void forget(const std::string& dir) {
+    std::lock_guard lock(mutex);
+    entries.erase(dir);
+    lru.remove(dir);
+  }
+};
+
+Searcher::Searcher(Settings settings)
+    : settings_(std::move(settings)), impl_(std::make_unique<Impl>()) {}
+Searcher::~Searcher() = default;
+
+std::vector<Answer> Searcher::lookup(std::string_view user, std::string_view mailbox,
+                                     uint32_t uidvalidity, std::span<const uint32_t> view_uids,
+                                     const std::vector<Criterion>& criteria,
+                                     std::size_t* unindexed) noexcept {
+  std::vector<Answer> answers(criteria.size());
+  if (unindexed) *unindexed = view_uids.size();
+  std::string dir;
+  try {
+    dir = mailbox_dir(settings_, user, mailbox);
+    std::error_code ec;
+    if (!fs::exists(fs::path(dir) / "iamglass", ec)) {
+      for (auto& a : answers) a.explain = "no index for this mailbox: scan";
+      return answers;
+    }
+    auto e = impl_->entry(dir);
+    std::lock_guard lock(e->mutex);
+    for (int attempt = 0;; ++attempt) {
+      try {
+        // A fresh handle each time: a rebuilt database (new UUID) is then seen as new.
+        e->db = std::make_unique<Xapian::Database>(dir);
+        std::string uuid = e->db->get_uuid();
+        if (uuid != e->uuid) {
+          e->loaded = false;
+          e->indexed.clear();
+          e->uuid = uuid;
+        }
+        refresh(*e);
+        if (e->uidvalidity != uidvalidity) {
+          for (auto& a : answers) a = Answer{false, {}, {}, "index of another UIDVALIDITY: scan"};
+          return answers;
+        }
+        // Messages of the view the index lacks are verified by every answer.
+        std::vector<uint32_t> pending;
+        std::set_difference(view_uids.begin(), view_uids.end(), e->indexed.begin(),
+                            e->indexed.end(), std::back_inserter(pending));
+        if (unindexed) *unindexed = pending.size();
+        std::vector<uint32_t> always = pending;
+        sorted_union(always, e->scan);
+
+        for (std::size_t c = 0; c < criteria.size(); ++c) {
+          const Criterion& crit = criteria[c];
+          Answer& a = answers[c];
+          a = Answer{};
+          std::vector<std::string> prefixes;
+          if (crit.where == Criterion::Where::Header) {
+            if (!indexed_header(crit.field)) {
+              a.explain = fmt::format("header '{}' is not indexed: scan", crit.field);
+              continue;
+            }
+            prefixes.push_back(header_prefix(crit.field));
+          } else if (crit.where == Criterion::Where::Body) {
+            prefixes.emplace_back(kPrefixBody);
+          } else {
+            prefixes.emplace_back(kPrefixHeaderBlock);
+            prefixes.emplace_back(kPrefixBody);
+          }
+          NeedlePlan plan = plan_needle(crit.needle);
+          std::optional<std::vector<uint32_t>> cand;  // intersection over the parts
+          std::string how;
+          for (const auto& part : plan.parts) {
+            std::vector<uint32_t> ids;
+            if (!e->vocab.expand(part, kMaxExpansion, ids)) {
+              how += fmt::format(" {} '{}': too many words, not narrowed;", kind_name(part.kind),
+                                 part.word);
+              continue;
+            }
+            std::vector<uint32_t> docs;
+            for (uint32_t id : ids) {
+              for (const auto& p : prefixes) {
+                std::string term = p + e->vocab.words[id];
+                for (auto it = e->db->postlist_begin(term); it != e->db->postlist_end(term); ++it)
+                  docs.push_back(*it);
+              }
+            }
+            if (part.kind == NeedlePart::Kind::Exact && ids.empty()) {
+              // Not in the vocabulary: nothing has it.
+            }
+            std::sort(docs.begin(), docs.end());
+            docs.erase(std::unique(docs.begin(), docs.end()), docs.end());
+            how += fmt::format(" {} '{}': {} word(s), {} message(s);", kind_name(part.kind),
+                               part.word, ids.size(), docs.size());
+            if (!cand) {
+              cand = std::move(docs);
+            } else {
+              std::vector<uint32_t> both;
+              std::set_intersection(cand->begin(), cand->end(), docs.begin(), docs.end(),
+                                    std::back_inserter(both));
+              *cand = std::move(both);
+            }
+          }
+          if (!cand) {
+            a.explain = plan.parts.empty() ? "no word in the string: scan"
+                                           : "index:" + how + " scan";
+            continue;
+          }
+          a.answered = true;
+          if (plan.exact) {
+            a.matches = std::move(*cand);
+            a.maybe = always;
+            a.explain = fmt::format("index:{} {} certain, {} to verify", how, a.matches.size(),
+                                    a.maybe.size());
+          } else {
+            a.maybe = std::move(*cand);
+            sorted_union(a.maybe, always);
+            a.explain = fmt::format("index:{} {} to verify", how, a.maybe.size());
+          }
+        }
+        return answers;
+      } catch (const Xapian::DatabaseModifiedError&) {
+        if (attempt >= 3) throw;
+        e->loaded = false;  // read everything again from the new revision
+      }
+    }
+  } catch (const std::exception& ex) {
+    // Whatever went wrong, a full scan gives the right answer.
+    if (!dir.empty()) impl_->forget(dir);
+    for (auto& a : answers) {
+      a = Answer{};
+      a.explain = fmt::format("index unreadable ({}): scan", ex.what());
+    }
+  } catch (const Xapian::Error& ex) {
+    if (!dir.empty()) impl_->forget(dir);
+    for (auto& a : answers) {
+      a = Answer{};
+      a.explain = fmt::format("index unreadable ({}): scan", ex.get_type());
+    }
+  }
+  if (unindexed) *unindexed = view_uids.size();
+  return answers;
+}
+
+}  // namespace mailaccess::indexer

@@ -1,0 +1,108 @@
+// Case folding for substring search: what IMAP SEARCH (RFC 9051 §6.4.4) and the full-text
+// indexer both apply, so that a term found in the index is exactly a substring the matcher sees.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "mailaccess/mime.hpp"
+
+namespace mailaccess::mime {
+
+namespace {
+
+// Decodes one code point at s[i]; returns false on invalid UTF-8 (i is then unchanged).
+bool next_code_point(std::string_view s, std::size_t& i, uint32_t& cp) {
+  unsigned char c = static_cast<unsigned char>(s[i]);
+  int n;
+  if (c < 0x80) {
+    cp = c;
+    ++i;
+    return true;
+  } else if ((c & 0xe0) == 0xc0) {
+    cp = c & 0x1f;
+    n = 1;
+  } else if ((c & 0xf0) == 0xe0) {
+    cp = c & 0x0f;
+    n = 2;
+  } else if ((c & 0xf8) == 0xf0) {
+    cp = c & 0x07;
+    n = 3;
+  } else {
+    return false;
+  }
+  if (i + static_cast<std::size_t>(n) >= s.size()) return false;
+  for (int k = 1; k <= n; ++k) {
+    unsigned char cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xc0) != 0x80) return false;
+    cp = (cp << 6) | (cc & 0x3f);
+  }
+  static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+  i += static_cast<std::size_t>(n) + 1;
+  return true;
+}
+
+void put_utf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else {
+    out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  }
+}
+
+}  // namespace
+
+std::string casefold(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    std::size_t before = i;
+    uint32_t cp;
+    if (!next_code_point(s, i, cp)) {
+      out.push_back(static_cast<char>(c));
+      i = before + 1;
+      continue;
+    }
+    // Latin-1, Greek and Cyrillic capitals; the Latin Extended-A and Cyrillic pairs; final
+    // sigma; sharp s as "ss" (i;unicode-casemap-style, RFC 5051 simplified).
+    if ((cp >= 0xc0 && cp <= 0xde && cp != 0xd7) || (cp >= 0x391 && cp <= 0x3ab && cp != 0x3a2) ||
+        (cp >= 0x410 && cp <= 0x42f)) {
+      cp += 0x20;
+    } else if (cp >= 0x400 && cp <= 0x40f) {
+      cp += 0x50;
+    } else if ((cp >= 0x100 && cp <= 0x17f && cp != 0x130 && cp != 0x138 && cp != 0x149 &&
+                !(cp >= 0x139 && cp <= 0x148) && !(cp >= 0x179 && cp <= 0x17e)) ||
+               (cp >= 0x460 && cp <= 0x4ff && cp != 0x4c0)) {
+      cp |= 1u;  // even = upper, odd = lower in these blocks
+    } else if ((cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17e)) {
+      if (cp % 2 == 1) cp += 1;  // odd = upper here
+    } else if (cp == 0x3c2) {
+      cp = 0x3c3;  // final sigma
+    } else if (cp == 0xdf) {
+      out += "ss";
+      continue;
+    }
+    put_utf8(out, cp);
+  }
+  return out;
+}
+
+}  // namespace mailaccess::mime
