@@ -63,8 +63,12 @@ int main(int argc, char** argv) {
   // is a bug that still gets a message instead of an abort.
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return app.exit(e);  // exit_command(): the command chose its sysexits status
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end here too (status 0). Every other parse error is a usage error:
+    // EX_USAGE (sysexits.h), which `deliver` callers (MTAs) read as a permanent failure.
+    return app.exit(e) == 0 ? 0 : 64;
   } catch (const std::exception& e) {
     fmt::print(stderr, "mailaccess: internal error: {}\n", e.what());
     return 70;  // EX_SOFTWARE

@@ -41,10 +41,11 @@ class CliTest(unittest.TestCase):
             r = run(*args, "--help")
             self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
             self.assertIn("Usage:", r.stdout, args)
-        r = run()
-        self.assertNotEqual(r.returncode, 0, "a subcommand is required")
-        r = run("frobnicate")
-        self.assertNotEqual(r.returncode, 0)
+        # Usage errors exit with EX_USAGE (64), as sysexits.h callers such as MTAs expect.
+        for args in ([], ["frobnicate"], ["user", "list", "--bogus"], ["deliver", "--bogus"],
+                     ["config", "show", "--set"]):
+            r = run(*args)
+            self.assertEqual(r.returncode, 64, f"{args}: {r.returncode} {r.stderr}")
 
     # plugins
     def test_plugins_json_lists_loaded_and_refused_with_reasons(self):
