@@ -184,6 +184,13 @@ std::optional<Candidate> PluginManager::Impl::inspect(const std::string& path) {
   std::size_t index = records.size() - 1;
   records[index].file = path;
 
+  std::error_code link_ec;
+  if (fs::is_symlink(path, link_ec) && !fs::exists(path, link_ec)) {
+    refuse(index, fmt::format("broken symlink: its target '{}' does not exist",
+                              fs::read_symlink(path, link_ec).string()));
+    return std::nullopt;
+  }
+
   Candidate c;
   c.record = index;
   boost::dll::fs::error_code ec;
@@ -331,7 +338,12 @@ Result<void> PluginManager::load(const std::string& dir, const std::vector<std::
       const auto& p = it->path();
       if (p.extension() != ".so") continue;
       std::error_code type_ec;
-      if (!fs::is_regular_file(p, type_ec)) continue;  // follows the build tree's symlinks
+      // Follows symlinks (the build tree and distributions link plugins in). A link whose
+      // target is gone is kept so that inspect() refuses it by name: an operator who removed a
+      // plugin package but not its link sees why the plugin is missing.
+      auto st = fs::status(p, type_ec);
+      bool dangling = st.type() == fs::file_type::not_found && fs::is_symlink(p, type_ec);
+      if (!dangling && st.type() != fs::file_type::regular) continue;
       files.push_back(p.string());
     }
     if (ec) {

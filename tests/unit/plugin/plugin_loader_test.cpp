@@ -126,6 +126,21 @@ TEST_F(LoaderTest, TextFileNamedSoIsNotAPlugin) {
   EXPECT_EQ(r.reason.find('\n'), std::string::npos) << "one line";
 }
 
+TEST_F(LoaderTest, BrokenSymlinkIsRefusedByName) {
+  std::string dir = plugin_dir({"alpha"});
+  fs::create_symlink(dir_ + "/gone/pop3.so", dir + "/pop3.so");
+  PluginManager m(*host_);
+  ASSERT_TRUE(m.load(dir, {}, {}));
+  const auto* broken = record(m, "pop3");
+  ASSERT_NE(broken, nullptr) << "a dangling link is listed, not skipped";
+  EXPECT_EQ(broken->status, PluginRecord::Status::Refused);
+  EXPECT_EQ(broken->reason,
+            "broken symlink: its target '" + dir_ + "/gone/pop3.so' does not exist");
+  const auto* good = record(m, "alpha");
+  ASSERT_NE(good, nullptr);
+  EXPECT_EQ(good->status, PluginRecord::Status::Loaded) << "the others still load";
+}
+
 TEST_F(LoaderTest, DirectoryLoadOrdersByDependencyAndRefusesDuplicates) {
   std::string dir = plugin_dir({"a_beta", "alpha", "zz_duplicate", "missing_dep"});
   std::ofstream(dir + "/README.txt") << "not a .so, not looked at\n";
