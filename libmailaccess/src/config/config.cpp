@@ -368,10 +368,12 @@ Result<void> Config::Impl::check_listeners(const toml::key& section_key, const t
     ListenerConfig lc;
     lc.name = std::string(lname.str());
     auto at = [&](const char* k) -> const toml::node* { return tbl->get(k); };
+    // A copy: lambdas cannot capture structured bindings before clang 16.
+    const toml::source_region lname_source = lname.source();
     auto where_key = [&](const char* k) {
       std::string dotted = prefix + "." + k;
       const toml::node* n = at(k);
-      return where(dotted, n ? n->source() : lname.source());
+      return where(dotted, n ? n->source() : lname_source);
     };
     if (!at("protocol") || at("protocol")->value<std::string>()->empty()) {
       return tl::unexpected(config_error(fmt::format("{}: listener '{}' needs a protocol",
