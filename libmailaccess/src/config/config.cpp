@@ -206,6 +206,27 @@ std::optional<toml::table> parse_value(std::string_view text) {
   }
 }
 
+// RFC 3629 well-formed UTF-8: what a TOML document must be, so a --set value is held to it too.
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                                   : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    uint32_t cp = len == 1 ? c : c & (0x7f >> len);
+    for (std::size_t k = 1; k < len; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
+}
+
 std::vector<std::string> split_key(std::string_view key) {
   std::vector<std::string> parts;
   std::size_t start = 0;
@@ -586,6 +607,9 @@ Result<std::shared_ptr<Config>> Config::load(const LoadOptions& options) {
     }
 
     for (const auto& spec : options.overrides) {
+      if (!valid_utf8(spec)) {
+        return fail(ErrorCode::Params, "--set: not valid UTF-8 (a config is UTF-8 text)");
+      }
       auto eq = spec.find('=');
       std::string key = spec.substr(0, eq);
       if (eq == std::string::npos || key.empty()) {
