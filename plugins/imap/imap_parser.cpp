@@ -446,7 +446,14 @@ ParseStatus CommandParser::feed(std::string_view& input) {
         break;
 
       case State::LiteralTilde:
-        if (c != '{') return fail("Invalid literal8");
+        if (c != '{') {
+          // Not "~{": '~' is an ATOM-CHAR (RFC 9051 §9), as in the mailbox "~peter/mail".
+          token_.push_back('~');
+          state_ = State::Atom;
+          input = std::string_view(input.data() - 1, input.size() + 1);
+          --bytes_;
+          break;
+        }
         literal_.binary = true;
         literal_.sync = true;
         state_ = State::LiteralHeader;

@@ -48,6 +48,14 @@ constexpr CoreKey kCoreKeys[] = {
    "Plugins that must load: the server refuses to start when one of them is refused."},
   {"server.threads", ConfigType::Integer, "0",
    "Event-loop threads. 0: one per core."},
+  {"server.user", ConfigType::String, R"("")",
+   "Started as root: the user the server becomes once its listeners are bound, before it "
+   "touches any mail (setgroups/setgid/setuid, then checked). Empty: no change."},
+  {"server.group", ConfigType::String, R"("")",
+   "Group for server.user. Empty: server.user's primary group."},
+  {"server.allow_root", ConfigType::Boolean, "false",
+   "Serve as root with no server.user. Without it a root server refuses listeners on "
+   "addresses other than loopback."},
   {"tls.cert", ConfigType::String, R"("tls/cert.pem")",
    "PEM certificate chain for TLS listeners (relative: under the state dir)."},
   {"tls.key", ConfigType::String, R"("tls/key.pem")",
@@ -55,6 +63,18 @@ constexpr CoreKey kCoreKeys[] = {
   {"tls.self_signed", ConfigType::Boolean, "false",
    "Generate a self-signed certificate and key at tls.cert/tls.key on start when they do not "
    "exist."},
+  {"tls.min_version", ConfigType::String, R"("TLSv1.2")",
+   "Oldest TLS version accepted: TLSv1.2 or TLSv1.3."},
+  {"tls.ciphers", ConfigType::String,
+   R"("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:)"
+   R"(ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:)"
+   R"(DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384")",
+   "TLS 1.2 cipher list (OpenSSL syntax); the default is forward-secret AEAD ciphers only."},
+  {"tls.ciphersuites", ConfigType::String,
+   R"("TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")",
+   "TLS 1.3 cipher suites (OpenSSL syntax)."},
+  {"tls.prefer_server_ciphers", ConfigType::Boolean, "true",
+   "Pick the cipher by the server's order rather than the client's."},
   {"auth.passwd_file", ConfigType::String, R"("passwd")",
    "User database in Dovecot passwd-file format user:{SCHEME}hash:uid:gid::home::extra "
    "(relative: under the state dir). Re-read when it changes."},
@@ -68,6 +88,14 @@ constexpr CoreKey kCoreKeys[] = {
    "address or for the same user. 0 disables the delay."},
   {"auth.max_failure_delay_ms", ConfigType::Integer, "15000",
    "Upper bound of the failure delay."},
+  {"auth.max_failures_per_ip", ConfigType::Integer, "20",
+   "Failed logins from one address within auth.failure_window_seconds after which logins from "
+   "it are refused as a temporary failure (IMAP NO [UNAVAILABLE], POP3 -ERR [SYS/TEMP]) until "
+   "the window has passed since its last failure. 0: no refusal."},
+  {"auth.max_failures_per_user", ConfigType::Integer, "30",
+   "The same for failed logins as one user, from any address. 0: no refusal."},
+  {"auth.failure_window_seconds", ConfigType::Integer, "900",
+   "How long failed logins are remembered."},
   {"auth.default_scheme", ConfigType::String, R"("ARGON2ID")",
    "Password scheme used by `mailaccess user add/passwd`: ARGON2ID, SHA512-CRYPT, SHA256-CRYPT, "
    "BLF-CRYPT or PLAIN."},
@@ -78,8 +106,13 @@ constexpr CoreKey kCoreKeys[] = {
    "(relative: under the state dir)."},
   {"limits.line_bytes", ConfigType::Integer, "65536",
    "Longest command line accepted from a client, without CRLF."},
-  {"limits.literal_bytes", ConfigType::Integer, "52428800",
-   "Largest literal (e.g. an APPENDed message) accepted from a client."},
+  {"limits.literal_bytes", ConfigType::Integer, "65536",
+   "Largest literal other than a message (IMAP LOGIN, SEARCH strings...)."},
+  {"limits.message_bytes", ConfigType::Integer, "52428800",
+   "Largest message accepted: IMAP APPEND (announced as APPENDLIMIT) and LMTP (announced as "
+   "SIZE). imap.append_limit and lmtp.max_message_size override it per protocol."},
+  {"limits.mailboxes", ConfigType::Integer, "1000",
+   "Mailboxes a user may have (IMAP CREATE answers NO [LIMIT] past it)."},
   {"limits.idle_timeout_seconds", ConfigType::Integer, "1800",
    "Close a connection after this long without input (IMAP IDLE included; RFC 9051 asks for "
    "at least 30 minutes)."},
@@ -283,6 +316,18 @@ struct Config::Impl {
   std::string tls_cert;
   std::string tls_key;
   bool tls_self_signed = false;
+  std::string tls_min_version;
+  std::string tls_ciphers;
+  std::string tls_ciphersuites;
+  bool tls_prefer_server_ciphers = true;
+  std::string server_user;
+  std::string server_group;
+  bool allow_root = false;
+  std::size_t max_failures_per_ip = 0;
+  std::size_t max_failures_per_user = 0;
+  int64_t failure_window_s = 0;
+  std::size_t message_bytes = 0;
+  std::size_t mailboxes = 0;
   std::string passwd_file;
   bool create_demo_user = false;
   int64_t failure_delay_ms = 0;
@@ -492,12 +537,28 @@ Result<void> Config::Impl::derive() {
                                                    where_key("server.threads"))));
   }
   threads = static_cast<int>(*threads_v);
+  server_user = str("server.user");
+  server_group = str("server.group");
+  allow_root = flag("server.allow_root");
+  if (server_user.empty() && !server_group.empty()) {
+    return tl::unexpected(config_error(fmt::format("{}: 'server.group' needs server.user",
+                                                   where_key("server.group"))));
+  }
 
   tls_cert = absolute_under(state_dir, str("tls.cert"));
   tls_key = absolute_under(state_dir, str("tls.key"));
   tls_self_signed = flag("tls.self_signed");
   root["tls"].as_table()->insert_or_assign("cert", tls_cert);
   root["tls"].as_table()->insert_or_assign("key", tls_key);
+  tls_min_version = str("tls.min_version");
+  if (tls_min_version != "TLSv1.2" && tls_min_version != "TLSv1.3") {
+    return tl::unexpected(config_error(
+        fmt::format("{}: 'tls.min_version' must be TLSv1.2 or TLSv1.3, not '{}'",
+                    where_key("tls.min_version"), tls_min_version)));
+  }
+  tls_ciphers = str("tls.ciphers");
+  tls_ciphersuites = str("tls.ciphersuites");
+  tls_prefer_server_ciphers = flag("tls.prefer_server_ciphers");
 
   passwd_file = absolute_under(state_dir, str("auth.passwd_file"));
   root["auth"].as_table()->insert_or_assign("passwd_file", passwd_file);
@@ -516,6 +577,15 @@ Result<void> Config::Impl::derive() {
   auto max_delay = positive("auth.max_failure_delay_ms", 0);
   if (!max_delay) return tl::unexpected(max_delay.error());
   max_failure_delay_ms = *max_delay;
+  auto per_ip_failures = positive("auth.max_failures_per_ip", 0);
+  if (!per_ip_failures) return tl::unexpected(per_ip_failures.error());
+  max_failures_per_ip = static_cast<std::size_t>(*per_ip_failures);
+  auto per_user_failures = positive("auth.max_failures_per_user", 0);
+  if (!per_user_failures) return tl::unexpected(per_user_failures.error());
+  max_failures_per_user = static_cast<std::size_t>(*per_user_failures);
+  auto window = positive("auth.failure_window_seconds", 1);
+  if (!window) return tl::unexpected(window.error());
+  failure_window_s = *window;
   default_scheme = upper(str("auth.default_scheme"));
   static constexpr std::string_view kSchemes[] = {"ARGON2ID", "SHA512-CRYPT", "SHA256-CRYPT",
                                                   "BLF-CRYPT", "PLAIN"};
@@ -555,6 +625,12 @@ Result<void> Config::Impl::derive() {
   auto per_ip = positive("limits.connections_per_ip", 1);
   if (!per_ip) return tl::unexpected(per_ip.error());
   connections_per_ip = static_cast<std::size_t>(*per_ip);
+  auto msg = positive("limits.message_bytes", 1024);
+  if (!msg) return tl::unexpected(msg.error());
+  message_bytes = static_cast<std::size_t>(*msg);
+  auto boxes = positive("limits.mailboxes", 1);
+  if (!boxes) return tl::unexpected(boxes.error());
+  mailboxes = static_cast<std::size_t>(*boxes);
 
   log_level = lower(str("log.level"));
   if (log_level != "debug" && log_level != "info" && log_level != "warning" &&
@@ -861,6 +937,24 @@ std::chrono::seconds Config::idle_timeout() const noexcept {
 }
 std::size_t Config::max_connections() const noexcept { return impl_->connections; }
 std::size_t Config::max_connections_per_ip() const noexcept { return impl_->connections_per_ip; }
+std::size_t Config::max_message_bytes() const noexcept { return impl_->message_bytes; }
+std::size_t Config::max_mailboxes() const noexcept { return impl_->mailboxes; }
+const std::string& Config::server_user() const noexcept { return impl_->server_user; }
+const std::string& Config::server_group() const noexcept { return impl_->server_group; }
+bool Config::allow_root() const noexcept { return impl_->allow_root; }
+const std::string& Config::tls_min_version() const noexcept { return impl_->tls_min_version; }
+const std::string& Config::tls_ciphers() const noexcept { return impl_->tls_ciphers; }
+const std::string& Config::tls_ciphersuites() const noexcept { return impl_->tls_ciphersuites; }
+bool Config::tls_prefer_server_ciphers() const noexcept {
+  return impl_->tls_prefer_server_ciphers;
+}
+std::size_t Config::max_failures_per_ip() const noexcept { return impl_->max_failures_per_ip; }
+std::size_t Config::max_failures_per_user() const noexcept {
+  return impl_->max_failures_per_user;
+}
+std::chrono::seconds Config::failure_window() const noexcept {
+  return std::chrono::seconds(impl_->failure_window_s);
+}
 const std::string& Config::log_level() const noexcept { return impl_->log_level; }
 
 }  // namespace mailaccess
