@@ -10,9 +10,9 @@
 /// Shape guarantees of a parse (the IMAP writer relies on them):
 /// - a multipart/* part has at least one child (an empty multipart gets one empty text/plain
 ///   child, as Dovecot writes it); a message/rfc822 part has exactly one child (the embedded
-///   message's top-level part) and a message_envelope, except one with a base64 or
-///   quoted-printable Content-Transfer-Encoding (not allowed by RFC 2046 §5.2.1), which is a
-///   basic part with no children and no message_envelope;
+///   message's top-level part) and a message_envelope; one with a base64 or quoted-printable
+///   Content-Transfer-Encoding (not allowed by RFC 2046 §5.2.1) is not parsed inside: its
+///   envelope is all NIL and its child an empty text/plain part at the start of its body;
 /// - every other part has no children;
 /// - for every part, header_offset + header_size == body_offset, and the header and body ranges
 ///   lie within the message and within the parent's body.
@@ -31,8 +31,9 @@
 
 namespace mailaccess::mime {
 
-/// Bumped when the serialized form changes; a cache entry of another version is re-parsed.
-constexpr uint32_t kStructureFormatVersion = 1;
+/// Bumped when the serialized form or what a parse yields changes; a cache entry of another
+/// version is re-parsed.
+constexpr uint32_t kStructureFormatVersion = 2;
 
 /// Default nesting limit (multipart and message/rfc822 levels below the top).
 constexpr uint32_t kMaxNestingDepth = 100;

@@ -342,14 +342,20 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
   enum class Kind { Leaf, Multipart, Message } kind = Kind::Leaf;
   std::string_view boundary;
   // RFC 2046 §5.2.1: a message/rfc822 body may only be 7bit, 8bit or binary. One sent as
-  // base64 or quoted-printable is not read as a message (its bytes are not a message until
-  // decoded); it stays a basic part with no embedded envelope or structure, as Dovecot has it.
+  // base64 or quoted-printable is not parsed as a message: its bytes are not a message until
+  // decoded, and the structure describes the part as stored. It is still reported as
+  // message/rfc822, because RFC 9051 §7.5.2 (body-type-msg) ties that media type to the
+  // envelope, body and line-count fields and clients parse BODYSTRUCTURE by it; so it gets an
+  // all-NIL envelope and one empty text/plain child, which is also what Dovecot reports.
   const bool encoded_message = part.is_message_rfc822() &&
                                (iequals(part.encoding, "base64") ||
                                 iequals(part.encoding, "quoted-printable"));
-  if (part.is_multipart() || (part.is_message_rfc822() && !encoded_message)) {
+  bool empty_message = false;  // body kept as a leaf; one empty child
+  if (part.is_multipart() || part.is_message_rfc822()) {
     if (depth >= limits_.max_depth || parts_ >= limits_.max_parts) {
       make_opaque(part);
+    } else if (encoded_message) {
+      empty_message = true;
     } else if (part.is_message_rfc822()) {
       kind = Kind::Message;
     } else {
@@ -367,7 +373,7 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
     // The header ran into an enclosing boundary: the body is empty.
     result.stop = *h.stop;
     result.end = part.body_offset;
-    if (kind == Kind::Message) {
+    if (kind == Kind::Message || empty_message) {
       ++parts_;
       part.message_envelope = std::make_unique<Envelope>();
       BodyPart& child = part.children.emplace_back();
@@ -410,6 +416,13 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
   } else {
     result.stop = find_boundary(part.body_offset);
     result.end = end_before(result.stop, part.body_offset);
+    if (empty_message) {
+      ++parts_;
+      part.message_envelope = std::make_unique<Envelope>();
+      BodyPart& child = part.children.emplace_back();
+      child.header_offset = child.body_offset = part.body_offset;
+      child.params.emplace_back("charset", "us-ascii");
+    }
   }
   result.end = std::max(result.end, std::size_t(part.body_offset));
   part.body_size = result.end - part.body_offset;

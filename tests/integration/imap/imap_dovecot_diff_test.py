@@ -17,9 +17,10 @@ Differences that the RFCs allow are normalised before comparing, each with its r
   mailaccess sends), while Dovecot collapses the fold's white space into one space and keeps
   a leading space of a folded value such as Message-ID.
 
-What is left after normalising are differences in how the MIME parser reads a malformed or
-unusual message (folding whitespace, nested encoded message/rfc822); they are reported with
-the message name, both answers, and fail the test.
+Differences that remain where Dovecot and mailaccess read a malformed message differently and
+the RFCs leave the reading open are listed in EXPLAINED with the reason, checked as narrowly as
+they are described, and printed as "explained"; every other difference is reported with the
+message name and both answers, and fails the test.
 
 usage: imap_dovecot_diff_test.py MAILACCESS_EXE PLUGIN_DIR SOURCE_ROOT
 Set MAILACCESS_DIFF_LIMIT to the number of messages to compare (default 80).
@@ -27,104 +28,39 @@ Set MAILACCESS_DIFF_LIMIT to the number of messages to compare (default 80).
 
 import imaplib
 import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 
-from imaptest import HOST, Server, corpus_dir, corpus_messages, free_ports
+from imaptest import HOST, Server, corpus_dir, corpus_messages
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import dovecot  # noqa: E402
+
+# ENVELOPE address fields (RFC 9051 §7.5.2), by position in the envelope.
+ADDRESS_FIELDS = {"from": 2, "sender": 3, "reply-to": 4, "to": 5, "cc": 6, "bcc": 7}
+
+# Messages whose address header is not an RFC 5322 §3.4 address-list and which the servers read
+# differently: {message path under the corpus: {field: reason}}. The allowance is narrow: the rest
+# of the ENVELOPE must be equal and Dovecot's list of that field a proper prefix of ours. A SEARCH
+# on that field (RFC 9051 §6.4.4: FROM/TO/CC/BCC match "the envelope structure's ... field") may
+# then differ on that message, and on nothing else.
+EXPLAINED = {
+    "spamassassin/spam_2/00528.a7b02c9abd9fb303615a956bbc4af548.eml": {
+        "to": "each of the 34 To addresses is written \"<user@host>knoshaug.com\": text after "
+              "the angle-addr, which RFC 5322 §3.4 does not allow, and the RFCs do not say how "
+              "to read such a list. Dovecot stops at the first bad address and reports one; "
+              "mailaccess reads each comma-separated address on its own (dropping the text "
+              "after '>') and reports all 34, so no recipient goes missing. SEARCH TO differs "
+              "with it (RFC 9051 §6.4.4 defines TO by the envelope's TO field): Dovecot's holds "
+              "no \"com\" (jfergie934@netnoir.net is all it kept), mailaccess's does "
+              "(jm@netnoteinc.com and others).",
+    },
+}
 
 SEARCHES = [
     ["FROM", '"a"'], ["SUBJECT", '"re"'], ["BODY", '"the"'], ["TEXT", '"linux"'],
     ["LARGER", "5000"], ["SMALLER", "3000"], ["HEADER", "Content-Type", '"multipart"'],
     ["SENTBEFORE", "1-Jan-2003"], ["NOT", "TO", '"com"'], ["OR", "CC", '"a"', "BCC", '"a"'],
 ]
-
-
-class Dovecot:
-    def __init__(self):
-        self.tmp = tempfile.mkdtemp(prefix="mailaccess-dovecot-")
-        os.chmod(self.tmp, 0o755)
-        self.port = free_ports(1)[0]
-        nobody = pwd.getpwnam("nobody")
-        mail = os.path.join(self.tmp, "mail")
-        os.makedirs(mail)
-        os.chown(mail, nobody.pw_uid, nobody.pw_gid)
-        with open(os.path.join(self.tmp, "passwd"), "w") as f:
-            f.write("demo:{PLAIN}demo::::::\n")
-        self.conf = os.path.join(self.tmp, "dovecot.conf")
-        with open(self.conf, "w") as f:
-            f.write(f"""base_dir = {self.tmp}/run
-state_dir = {self.tmp}/state
-log_path = {self.tmp}/dovecot.log
-protocols = imap
-listen = {HOST}
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:{mail}/%u
-first_valid_uid = {nobody.pw_uid}
-default_login_user = dovenull
-default_internal_user = dovecot
-passdb {{
-  driver = passwd-file
-  args = {self.tmp}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid={nobody.pw_uid} gid={nobody.pw_gid} home={mail}/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = {HOST}
-    port = {self.port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-service imap-login {{
-  chroot =
-}}
-""")
-        self.proc = subprocess.Popen(["dovecot", "-c", self.conf, "-F"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection((HOST, self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("dovecot did not start: %s" % self.log())
-                try:
-                    self.proc.wait(timeout=0.05)  # bounded wait; returns early only if it died
-                except subprocess.TimeoutExpired:
-                    pass
-
-    def log(self):
-        try:
-            with open(os.path.join(self.tmp, "dovecot.log")) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def tokens(data):
@@ -206,13 +142,41 @@ def item_value(blob, name):
     return ("missing", blob[:200])
 
 
+def explained_envelope(rel, va, vb):
+    """The EXPLAINED fields that account for an ENVELOPE difference, or None when something
+    else differs too."""
+    fields = EXPLAINED.get(rel, {})
+    if not fields or not isinstance(va, list) or not isinstance(vb, list) or len(va) != len(vb):
+        return None
+    skip = {ADDRESS_FIELDS[f] for f in fields}
+    if any(x != y for i, (x, y) in enumerate(zip(va, vb)) if i not in skip):
+        return None
+    used = set()
+    for field in fields:
+        i = ADDRESS_FIELDS[field]
+        if va[i] == vb[i]:
+            continue
+        if not (isinstance(va[i], list) and isinstance(vb[i], list) and len(vb[i]) < len(va[i])
+                and va[i][:len(vb[i])] == vb[i]):
+            return None
+        used.add(field)
+    return used
+
+
+def search_field(crit):
+    """The envelope address field a SEARCH criterion tests, if it is one key on one field."""
+    words = [w.upper() for w in crit if not w.startswith('"')]
+    keys = [w for w in words if w.lower() in ADDRESS_FIELDS]
+    if len(keys) == 1 and set(words) <= {"NOT", keys[0]}:
+        return keys[0].lower()
+    return None
+
+
 def main():
     exe, plugins, root = sys.argv[1], sys.argv[2], sys.argv[3]
-    if shutil.which("dovecot") is None:
-        print("skip: dovecot is not installed (apt-get install dovecot-imapd)")
-        sys.exit(77)
-    if os.geteuid() != 0:
-        print("skip: the private Dovecot needs root")
+    ok, why = dovecot.available()
+    if not ok:
+        print("skip:", why)
         sys.exit(77)
     cdir, which = corpus_dir(root)
     limit = int(os.environ.get("MAILACCESS_DIFF_LIMIT", "80"))
@@ -223,10 +187,13 @@ def main():
     ma = Server(exe, plugins).start()
     dc = None
     failures = []
+    explained = []
+    explained_fields = {}  # message number -> envelope fields whose difference is explained
     try:
-        dc = Dovecot()
+        dc = dovecot.Dovecot({"demo": "demo"})
+        dc.start()
         a = imaplib.IMAP4(HOST, ma.imap_port, timeout=60)
-        b = imaplib.IMAP4(HOST, dc.port, timeout=60)
+        b = imaplib.IMAP4(HOST, dc.port["imap"], timeout=60)
         a.login("demo", "demo")
         b.login("demo", "demo")
         for m in (a, b):
@@ -256,25 +223,44 @@ def main():
                     va, vb = lower(va), lower(vb)
                 if name in ("ENVELOPE", "BODYSTRUCTURE", "BODY"):
                     va, vb = squeeze(va), squeeze(vb)  # also the envelope of message/rfc822
-                if va != vb:
-                    failures.append(f"{os.path.relpath(path, cdir)} {name}:\n  mailaccess {str(va)[:600]}\n"
-                                    f"  dovecot    {str(vb)[:600]}")
+                if va == vb:
+                    continue
+                rel = os.path.relpath(path, cdir)
+                fields = explained_envelope(rel, va, vb) if name == "ENVELOPE" else None
+                if fields:
+                    explained_fields[n] = fields
+                    explained += [f"{rel} ENVELOPE {f}: {EXPLAINED[rel][f]}" for f in fields]
+                    continue
+                failures.append(f"{rel} {name}:\n  mailaccess {str(va)[:600]}\n"
+                                f"  dovecot    {str(vb)[:600]}")
         for crit in SEARCHES:
             ra = a.search(None, *crit)
             rb = b.search(None, *crit)
-            if ra != rb:
-                failures.append(f"SEARCH {' '.join(crit)}: {ra[1][0][:300]!r} vs {rb[1][0][:300]!r}")
+            if ra == rb:
+                continue
+            text = " ".join(crit)
+            if ra[0] == rb[0] == "OK":
+                diff = set(ra[1][0].split()) ^ set(rb[1][0].split())
+                field = search_field(crit)
+                if field and all(field in explained_fields.get(int(x), ()) for x in diff):
+                    explained += [f"SEARCH {text}: message {int(x)} "
+                                  f"({os.path.relpath(loaded[int(x) - 1], cdir)}), as its "
+                                  f"ENVELOPE {field}" for x in sorted(diff, key=int)]
+                    continue
+            failures.append(f"SEARCH {text}: {ra[1][0][:300]!r} vs {rb[1][0][:300]!r}")
         a.logout()
         b.logout()
     finally:
         if dc:
             if failures:
                 print(dc.log())
-            dc.stop()
+            dc.cleanup()
         ma.cleanup()
+    for e in explained:
+        print("explained", e)
     for f in failures:
         print("DIFF", f)
-    print(f"{len(failures)} differences")
+    print(f"{len(failures)} unexplained differences, {len(explained)} explained")
     sys.exit(1 if failures else 0)
 
 

@@ -378,10 +378,12 @@ TEST(MimeParse, MessageRfc822NestedStructure) {
   EXPECT_EQ(s.root.body_lines, 7u);
 }
 
-TEST(MimeParse, EncodedMessageRfc822IsABasicPart) {
+TEST(MimeParse, EncodedMessageRfc822IsNotParsedAsAMessage) {
   // RFC 2046 §5.2.1: "No encoding other than "7bit", "8bit", or "binary" is permitted for the
   // body of a "message/rfc822" entity." A base64 or quoted-printable one is not a message as
-  // it stands, so it has no embedded envelope or structure; its body is all of its bytes.
+  // it stands: its body is all of its bytes and nothing inside is parsed. It keeps its media
+  // type (RFC 9051 §7.5.2 body-type-msg), so it has an all-NIL envelope and one empty
+  // text/plain child, as Dovecot reports it.
   for (std::string encoding : {"base64", "Quoted-Printable"}) {
     SCOPED_TRACE(encoding);
     std::string msg = to_crlf("Content-Type: multipart/mixed; boundary=b\n\n"
@@ -389,15 +391,24 @@ TEST(MimeParse, EncodedMessageRfc822IsABasicPart) {
                               encoding +
                               "\n\n"
                               "U3ViamVjdDogaW5uZXIKCmJvZHkK\n"
+                              "U3ViamVjdDogaW5uZXIKCmJvZHkK\n"
                               "--b--\n");
     MessageStructure s = parse(msg);
     check_structure(msg, s);
     ASSERT_EQ(s.root.children.size(), 1u);
     const BodyPart& m = s.root.children[0];
     EXPECT_TRUE(m.is_message_rfc822());
-    EXPECT_TRUE(m.children.empty());
-    EXPECT_EQ(m.message_envelope, nullptr);
-    EXPECT_EQ(body_of(msg, m), "U3ViamVjdDogaW5uZXIKCmJvZHkK");
+    EXPECT_EQ(body_of(msg, m), "U3ViamVjdDogaW5uZXIKCmJvZHkK\r\nU3ViamVjdDogaW5uZXIKCmJvZHkK");
+    EXPECT_EQ(m.body_lines, 1u);
+    ASSERT_NE(m.message_envelope, nullptr);
+    EXPECT_EQ(*m.message_envelope, Envelope{});
+    ASSERT_EQ(m.children.size(), 1u);
+    const BodyPart& child = m.children[0];
+    EXPECT_TRUE(child.is("text", "plain"));
+    EXPECT_EQ(child.body_size, 0u);
+    EXPECT_EQ(child.body_lines, 0u);
+    EXPECT_EQ(child.header_size, 0u);
+    EXPECT_EQ(child.body_offset, m.body_offset);
   }
   // The permitted identity encodings still nest.
   std::string msg = to_crlf("Content-Type: message/rfc822\nContent-Transfer-Encoding: 8bit\n\n"
