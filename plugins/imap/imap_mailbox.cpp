@@ -432,6 +432,22 @@ void Session::cmd_create(const Command& c) {
     if (slash == std::string::npos) break;
     start = slash + 1;
   }
+  // limits.mailboxes; RFC 5530 §3 LIMIT. Parents CREATE makes on the way count too.
+  auto entries = store_->list();
+  if (entries && std::none_of(entries->begin(), entries->end(),
+                              [&](const spi::MailboxEntry& e) { return e.name == *name; })) {
+    std::size_t missing = 1;
+    for (std::size_t slash = name->find(kSeparator); slash != std::string::npos;
+         slash = name->find(kSeparator, slash + 1)) {
+      std::string_view parent = std::string_view(*name).substr(0, slash);
+      bool have = std::any_of(entries->begin(), entries->end(),
+                              [&](const spi::MailboxEntry& e) { return e.name == parent; });
+      if (!have) ++missing;
+    }
+    if (entries->size() + missing > settings_.max_mailboxes) {
+      return tagged(c.tag, "NO [LIMIT] Too many mailboxes.");
+    }
+  }
   auto r = store_->create(*name, use);
   if (!r) return tagged(c.tag, storage_error(r.error(), "Cannot create mailbox."));
   tagged(c.tag, "OK CREATE completed.");
@@ -715,7 +731,15 @@ bool Session::start_append() {
     }
   }
   if (info.size > settings_.append_limit) {
-    // RFC 7889 §4: TOOBIG, before the client sends a synchronising literal.
+    // RFC 7889 §4: TOOBIG, before the client sends a synchronising literal. A
+    // non-synchronising one is already on its way: rather than read any amount, the session
+    // ends (RFC 7888 §4; limits.message_bytes).
+    if (!info.sync) {
+      parser_.reject_literal("Message too large");
+      send_untagged("BYE [TOOBIG] Message is larger than the APPENDLIMIT.");
+      close_session();
+      return true;
+    }
     return refuse("NO [TOOBIG] Message is larger than the APPENDLIMIT.", false);
   }
   if (info.size == 0) return refuse("NO Cannot append an empty message.", false);

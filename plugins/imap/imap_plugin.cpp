@@ -28,6 +28,10 @@ class ImapPlugin final : public spi::Plugin, public spi::ProtocolFactory {
   void stop() noexcept override {}
 
   std::string_view protocol() const noexcept override { return "imap"; }
+  // RFC 9051 §7.1.5: BYE as the greeting refuses the connection; RFC 5530 §3 UNAVAILABLE.
+  std::string_view refusal_line() const noexcept override {
+    return "* BYE [UNAVAILABLE] Too many connections, try again later.\r\n";
+  }
 
   std::unique_ptr<spi::ProtocolSession> create_session(spi::Connection& conn) noexcept override {
     // Each session keeps the config snapshot current when it starts.

@@ -77,18 +77,28 @@ Result<Settings> Settings::from_config(const spi::ConfigView& config) {
     }
     s.max_bad_commands = static_cast<uint32_t>(*v);
   }
+  // The server-wide [limits] apply unless the imap section sets its own value.
   if (auto v = config.get_int("imap.max_line_bytes")) {
     // RFC 7162 §4: clients may send lines of at least 8192 octets.
     if (*v < 8192 || *v > 16 * 1024 * 1024) {
       return fail(ErrorCode::Params, "imap.max_line_bytes must be between 8192 and 16777216");
     }
     s.line_limit = static_cast<std::size_t>(*v);
+  } else if (auto lim = config.get_int("limits.line_bytes")) {
+    s.line_limit = static_cast<std::size_t>(std::clamp<int64_t>(*lim, 8192, 16 * 1024 * 1024));
   }
   if (auto v = config.get_int("imap.append_limit")) {
     if (*v < 1024) return fail(ErrorCode::Params, "imap.append_limit must be at least 1024");
     s.append_limit = static_cast<uint64_t>(*v);
-  } else if (auto lim = config.get_int("limits.literal_bytes"); lim && *lim >= 1024) {
+  } else if (auto lim = config.get_int("limits.message_bytes"); lim && *lim >= 1024) {
     s.append_limit = static_cast<uint64_t>(*lim);
+  }
+  if (auto lim = config.get_int("limits.literal_bytes"); lim && *lim >= 1) {
+    // LOGIN's arguments may come as literals: never below what a password needs.
+    s.max_literal = static_cast<std::size_t>(std::max<int64_t>(*lim, 1024));
+  }
+  if (auto lim = config.get_int("limits.mailboxes"); lim && *lim >= 1) {
+    s.max_mailboxes = static_cast<std::size_t>(*lim);
   }
   if (auto v = config.get_bool("imap.create_special_use")) s.create_special_use = *v;
   return s;
@@ -103,10 +113,11 @@ std::vector<spi::ConfigKey> config_keys() {
        "close a session after this long without a command (RFC 9051 asks for at least 30 min)"},
       {"imap.max_bad_commands", spi::ConfigType::Integer, "20",
        "invalid commands and failed logins before the connection is closed"},
-      {"imap.max_line_bytes", spi::ConfigType::Integer, "65536",
-       "longest command line accepted, without CRLF and literals"},
-      {"imap.append_limit", spi::ConfigType::Integer, "67108864",
-       "largest message APPEND accepts (advertised as APPENDLIMIT)"},
+      {"imap.max_line_bytes", spi::ConfigType::Integer, "",
+       "longest command line accepted, without CRLF and literals; unset: limits.line_bytes"},
+      {"imap.append_limit", spi::ConfigType::Integer, "",
+       "largest message APPEND accepts (advertised as APPENDLIMIT); unset: "
+       "limits.message_bytes"},
       {"imap.create_special_use", spi::ConfigType::Boolean, "true",
        "create Sent, Drafts, Trash, Junk and Archive at a user's first login"},
   };
@@ -474,12 +485,16 @@ void Session::handle_literal() {
     return;
   }
   if (info.size > settings_.max_literal) {
+    // RFC 7888 §4/§5: a synchronising literal is refused before it is sent; the bytes of a
+    // non-synchronising one are already on their way, and reading them would let a client
+    // stream any amount, so the session ends (limits.literal_bytes).
     parser_.reject_literal("Literal too large");
-    bad(cmd.tag, "Literal too large.");
     if (!info.sync) {
-      literal_mode_ = LiteralMode::Parser;
-      conn_.read_literal(static_cast<std::size_t>(info.size));
+      send_untagged("BYE [TOOBIG] Literal too large.");
+      close_session();
+      return;
     }
+    bad(cmd.tag, "[TOOBIG] Literal too large.");
     return;
   }
   if (info.size == 0) return;

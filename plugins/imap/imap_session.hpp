@@ -30,6 +30,7 @@ struct Settings {
   std::size_t line_limit = 65536;
   uint64_t append_limit = 64ull * 1024 * 1024;  // APPENDLIMIT (RFC 7889)
   std::size_t max_literal = 64 * 1024;          // literals other than APPEND's message
+  std::size_t max_mailboxes = 1000;             // CREATE answers NO [LIMIT] past it
   bool create_special_use = true;
 
   static Result<Settings> from_config(const spi::ConfigView& config);

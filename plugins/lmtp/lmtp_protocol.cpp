@@ -21,8 +21,11 @@ Settings settings_from(const spi::ConfigView& config, const std::string& state_d
   s.hostname = config.get_string("lmtp.hostname").value_or("");
   if (s.hostname.empty()) s.hostname = system_hostname();
   s.delimiters = config.get_string("lmtp.recipient_delimiter").value_or("+");
-  auto max_size = config.get_int("lmtp.max_message_size").value_or(kDefaultMaxMessageSize);
-  s.max_message_size = max_size > 0 ? static_cast<uint64_t>(max_size) : 0;
+  // lmtp.max_message_size when set, else the server-wide limits.message_bytes.
+  auto max_size = config.get_int("lmtp.max_message_size");
+  if (!max_size) max_size = config.get_int("limits.message_bytes");
+  if (!max_size) max_size = kDefaultMaxMessageSize;
+  s.max_message_size = *max_size > 0 ? static_cast<uint64_t>(*max_size) : 0;
   auto max_rcpt = config.get_int("lmtp.max_recipients").value_or(kDefaultMaxRecipients);
   s.max_recipients = max_rcpt > 0 ? static_cast<std::size_t>(max_rcpt) : 1;
   s.spool_dir = state_dir + "/tmp/lmtp";
@@ -34,8 +37,9 @@ LmtpPlugin::LmtpPlugin(spi::Host& host) : host_(host) {
       {"lmtp.recipient_delimiter", spi::ConfigType::String, "\"+\"",
        "Characters that separate user and detail in user+detail@domain (each one does); "
        "mail for user+detail goes to the folder \"detail\" if it exists. Empty: no details."},
-      {"lmtp.max_message_size", spi::ConfigType::Integer, std::to_string(kDefaultMaxMessageSize),
-       "Largest message accepted, in bytes (announced as SIZE); 0 = no limit."},
+      {"lmtp.max_message_size", spi::ConfigType::Integer, "",
+       "Largest message accepted, in bytes (announced as SIZE); 0 = no limit. Unset: "
+       "limits.message_bytes."},
       {"lmtp.max_recipients", spi::ConfigType::Integer, std::to_string(kDefaultMaxRecipients),
        "Recipients per transaction; more get 452 4.5.3 and the MTA sends them again."},
       {"lmtp.hostname", spi::ConfigType::String, "\"\"",

@@ -30,6 +30,10 @@ class LmtpPlugin final : public spi::Plugin, public spi::ProtocolFactory {
 
   // spi::ProtocolFactory; create_session() may be called from any loop thread.
   std::string_view protocol() const noexcept override;
+  // RFC 5321 §4.2.5/§3.8: 421 closes the channel; RFC 3463 4.3.2: not accepting messages.
+  std::string_view refusal_line() const noexcept override {
+    return "421 4.3.2 Too many connections, try again later\r\n";
+  }
   std::unique_ptr<spi::ProtocolSession> create_session(spi::Connection& conn) noexcept override;
 
  private:

@@ -27,6 +27,10 @@ class Pop3Plugin final : public spi::Plugin, public spi::ProtocolFactory {
   void stop() noexcept override {}
 
   std::string_view protocol() const noexcept override { return "pop3"; }
+  // RFC 3206 §4: SYS/TEMP, a temporary condition the client may retry after.
+  std::string_view refusal_line() const noexcept override {
+    return "-ERR [SYS/TEMP] Too many connections, try again later.\r\n";
+  }
 
   std::unique_ptr<spi::ProtocolSession> create_session(spi::Connection& conn) noexcept override {
     // Each session reads the config snapshot current when it starts (a reload applies to new

@@ -99,6 +99,10 @@ Result<Settings> Settings::from_config(const spi::ConfigView& config) {
     }
     s.line_limit = static_cast<std::size_t>(*v);
   }
+  // The server-wide limits.line_bytes caps the POP3 one too.
+  if (auto lim = config.get_int("limits.line_bytes"); lim && *lim >= 253) {
+    s.line_limit = std::min(s.line_limit, static_cast<std::size_t>(*lim));
+  }
   return s;
 }
 

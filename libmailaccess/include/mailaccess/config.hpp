@@ -85,6 +85,18 @@ class Config final : public spi::ConfigView {
   std::size_t max_connections() const noexcept;       ///< limits.connections
   std::size_t max_connections_per_ip() const noexcept;  ///< limits.connections_per_ip
   const std::string& log_level() const noexcept;      ///< log.level
+  std::size_t max_message_bytes() const noexcept;     ///< limits.message_bytes
+  std::size_t max_mailboxes() const noexcept;         ///< limits.mailboxes
+  const std::string& server_user() const noexcept;    ///< server.user; empty: no privilege drop
+  const std::string& server_group() const noexcept;   ///< server.group; empty: the user's group
+  bool allow_root() const noexcept;                   ///< server.allow_root
+  const std::string& tls_min_version() const noexcept;   ///< tls.min_version: TLSv1.2 or TLSv1.3
+  const std::string& tls_ciphers() const noexcept;       ///< tls.ciphers (TLS 1.2, OpenSSL syntax)
+  const std::string& tls_ciphersuites() const noexcept;  ///< tls.ciphersuites (TLS 1.3)
+  bool tls_prefer_server_ciphers() const noexcept;       ///< tls.prefer_server_ciphers
+  std::size_t max_failures_per_ip() const noexcept;    ///< auth.max_failures_per_ip; 0: none
+  std::size_t max_failures_per_user() const noexcept;  ///< auth.max_failures_per_user; 0: none
+  std::chrono::seconds failure_window() const noexcept;  ///< auth.failure_window_seconds
 
   struct Impl;
   explicit Config(std::unique_ptr<Impl> impl);

@@ -21,13 +21,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Failures are forgotten this long after the last one.
-constexpr auto kFailureMemory = std::chrono::minutes(15);
 // Above this many remembered peers/users, stale entries are pruned on the next failure.
 constexpr std::size_t kFailurePruneAt = 4096;
 // Hard bound on remembered peers (and, separately, users).
 constexpr std::size_t kFailureMaxEntries = 16384;
 constexpr const char* kAuthFailed = "Authentication failed";
+constexpr const char* kTooManyFailures = "Too many failed logins, try again later";
 
 std::string fold(std::string_view s) {
   std::string out(s);
@@ -91,23 +90,77 @@ class UserDb {
   timespec mtime_{};
 };
 
+// Printable and short: user names come from the client.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 64)) {
+    const auto u = static_cast<unsigned char>(c);
+    out.push_back(u >= 0x20 && u < 0x7f ? c : '?');
+  }
+  return out;
+}
+
+struct FailurePolicy {
+  std::chrono::milliseconds base{0};  // auth.failure_delay_ms
+  std::chrono::milliseconds max{0};   // auth.max_failure_delay_ms
+  unsigned per_peer = 0;              // auth.max_failures_per_ip; 0: never refuse
+  unsigned per_user = 0;              // auth.max_failures_per_user
+  Clock::duration window{};           // auth.failure_window_seconds: how long failures count
+};
+
 // Failures per peer address and per user; the delay doubles with each one (Dovecot's
-// auth_failure_delay, made progressive) and is bounded.
+// auth_failure_delay, made progressive) and is bounded. Past a number of failures within the
+// window, logins from that address or as that user are refused outright until the window has
+// passed since the last failure: refusals are not failures, so they do not extend it, and a
+// guesser gets at most that many tries per window.
 class FailureTracker {
  public:
-  FailureTracker(std::chrono::milliseconds base, std::chrono::milliseconds max)
-      : base_(base), max_(max) {}
+  explicit FailureTracker(FailurePolicy policy) : policy_(policy) {}
 
-  std::chrono::milliseconds record_failure(const std::string& peer, const std::string& user) {
+  // Why logins from `peer` or as `user` are refused now, or empty.
+  std::string refusal(const std::string& peer, const std::string& user) {
     std::lock_guard lock(mutex_);
     auto now = Clock::now();
+    if (policy_.per_peer > 0 && blocked(by_peer_, peer, policy_.per_peer, now)) {
+      return "address " + printable(peer);
+    }
+    if (policy_.per_user > 0 && blocked(by_user_, user, policy_.per_user, now)) {
+      return "user '" + printable(user) + "'";
+    }
+    return {};
+  }
+
+  struct Outcome {
+    std::chrono::milliseconds delay{0};
+    std::string now_refused;  // the address or user that just reached its limit
+  };
+
+  Outcome record_failure(const std::string& peer, const std::string& user) {
+    std::lock_guard lock(mutex_);
+    auto now = Clock::now();
+    Outcome out;
     unsigned n = 0;
-    if (!peer.empty()) n = std::max(n, bump(by_peer_, peer, now));
-    if (!user.empty()) n = std::max(n, bump(by_user_, user, now));
-    if (base_.count() == 0 || n == 0) return std::chrono::milliseconds(0);
-    auto delay = base_;
-    for (unsigned i = 1; i < n && delay < max_; ++i) delay *= 2;
-    return std::min(delay, max_);
+    if (!peer.empty()) {
+      unsigned c = bump(by_peer_, peer, now);
+      if (policy_.per_peer > 0 && c == policy_.per_peer) out.now_refused = "address " + printable(peer);
+      n = std::max(n, c);
+    }
+    if (!user.empty()) {
+      unsigned c = bump(by_user_, user, now);
+      if (policy_.per_user > 0 && c == policy_.per_user && out.now_refused.empty()) {
+        out.now_refused = "user '" + printable(user) + "'";
+      }
+      n = std::max(n, c);
+    }
+    out.delay = delay_for(n);
+    return out;
+  }
+
+  std::chrono::milliseconds delay_for(unsigned n) const {
+    if (policy_.base.count() == 0 || n == 0) return std::chrono::milliseconds(0);
+    auto delay = policy_.base;
+    for (unsigned i = 1; i < n && delay < policy_.max; ++i) delay *= 2;
+    return std::min(delay, policy_.max);
   }
 
   void record_success(const std::string& user) {
@@ -129,10 +182,18 @@ class FailureTracker {
     std::size_t clean_at = kFailurePruneAt;
   };
 
-  static unsigned bump(Table& table, const std::string& key, Clock::time_point now) {
+  bool blocked(Table& table, const std::string& key, unsigned limit, Clock::time_point now) const {
+    if (key.empty()) return false;
+    auto it = table.map.find(key);
+    return it != table.map.end() && it->second.count >= limit &&
+           now - it->second.last <= policy_.window;
+  }
+
+  unsigned bump(Table& table, const std::string& key, Clock::time_point now) const {
+    const auto memory = policy_.window;
     Map& map = table.map;
     if (map.size() >= std::min(table.clean_at, kFailureMaxEntries) && !map.count(key)) {
-      std::erase_if(map, [&](const auto& kv) { return now - kv.second.last > kFailureMemory; });
+      std::erase_if(map, [&](const auto& kv) { return now - kv.second.last > memory; });
       // Still full (many names or addresses within the memory window): forget the quietest
       // eighth, so memory stays bounded whatever clients send.
       if (map.size() >= kFailureMaxEntries) {
@@ -147,14 +208,13 @@ class FailureTracker {
       table.clean_at = std::max(kFailurePruneAt, map.size() * 2);
     }
     Entry& e = map[key];
-    if (e.count > 0 && now - e.last > kFailureMemory) e.count = 0;
-    if (e.count < 64) ++e.count;
+    if (e.count > 0 && now - e.last > memory) e.count = 0;
+    if (e.count < 1u << 20) ++e.count;
     e.last = now;
     return e.count;
   }
 
-  std::chrono::milliseconds base_;
-  std::chrono::milliseconds max_;
+  FailurePolicy policy_;
   std::mutex mutex_;
   Table by_peer_;
   Table by_user_;
@@ -163,9 +223,19 @@ class FailureTracker {
 struct Shared {
   UserDb db;
   FailureTracker failures;
-  Shared(std::string path, std::chrono::milliseconds base, std::chrono::milliseconds max)
-      : db(std::move(path)), failures(base, max) {}
+  Shared(std::string path, FailurePolicy policy) : db(std::move(path)), failures(policy) {}
 };
+
+FailurePolicy policy_of(const Config& config) {
+  FailurePolicy p;
+  p.base = config.failure_delay();
+  p.max = config.max_failure_delay();
+  p.per_peer = static_cast<unsigned>(std::min<std::size_t>(config.max_failures_per_ip(), 1u << 20));
+  p.per_user =
+      static_cast<unsigned>(std::min<std::size_t>(config.max_failures_per_user(), 1u << 20));
+  p.window = config.failure_window();
+  return p;
+}
 
 spi::AuthUser to_auth_user(const PasswdEntry& e) {
   spi::AuthUser u;
@@ -178,6 +248,9 @@ spi::AuthUser to_auth_user(const PasswdEntry& e) {
 
 using Done = std::function<void(Result<spi::AuthUser>)>;
 
+void answer_after(spi::EventLoop* loop, std::chrono::milliseconds delay,
+                  Result<spi::AuthUser> result, Done done);
+
 // Runs on the loop thread (or inline without a loop): records the outcome and answers, after
 // the failure delay when it failed.
 void finish(const std::shared_ptr<Shared>& shared, spi::EventLoop* loop, const std::string& peer,
@@ -187,7 +260,18 @@ void finish(const std::shared_ptr<Shared>& shared, spi::EventLoop* loop, const s
     done(std::move(result));
     return;
   }
-  auto delay = shared->failures.record_failure(peer, user_key);
+  auto outcome = shared->failures.record_failure(peer, user_key);
+  if (!outcome.now_refused.empty()) {
+    auth_log(fmt::format("too many failed logins: {} refused for a while "
+                         "(auth.max_failures_per_ip, auth.max_failures_per_user)",
+                         outcome.now_refused));
+  }
+  answer_after(loop, outcome.delay, std::move(result), std::move(done));
+}
+
+// Answers `result` (a failure) after `delay` on `loop`, or at once without one.
+void answer_after(spi::EventLoop* loop, std::chrono::milliseconds delay,
+                  Result<spi::AuthUser> result, Done done) {
   if (!loop || delay.count() == 0) {
     done(std::move(result));
     return;
@@ -212,8 +296,7 @@ class PasswdFileAuth final : public spi::Auth {
  public:
   explicit PasswdFileAuth(std::shared_ptr<const Config> config)
       : config_(std::move(config)),
-        shared_(std::make_shared<Shared>(config_->passwd_file(), config_->failure_delay(),
-                                         config_->max_failure_delay())),
+        shared_(std::make_shared<Shared>(config_->passwd_file(), policy_of(*config_))),
         mechanisms_(config_->auth_mechanisms()) {}
 
   void verify(std::string_view user, std::string_view password, const spi::AuthContext& ctx,
@@ -227,6 +310,14 @@ class PasswdFileAuth final : public spi::Auth {
       }
       std::string key = fold(user);
       std::string peer = ctx.peer_address;
+      // Refused before the password is looked at, so a guess that happens to be right is
+      // refused too; answered after the longest delay so refusals cannot be hammered.
+      if (!shared_->failures.refusal(peer, key).empty()) {
+        answer_after(ctx.loop, shared_->failures.delay_for(~0u),
+                     fail(ErrorCode::Temp, kTooManyFailures, "too many failed logins"),
+                     std::move(done));
+        return;
+      }
       auto it = (*users)->find(key);
       if (it == (*users)->end()) {
         finish(shared_, ctx.loop, peer, key, fail(ErrorCode::NotFound, kAuthFailed, "unknown user"),

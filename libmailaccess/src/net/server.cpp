@@ -5,9 +5,11 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -178,6 +181,81 @@ Result<int> open_unix(const ListenerConfig& lc) {
   return sock.release();
 }
 
+// True for a TCP listener reachable only from this machine (127.0.0.0/8, ::1, localhost).
+bool loopback_only(const ListenerConfig& lc) {
+  if (is_unix_address(lc.address)) return true;
+  if (lc.address == "localhost" || lc.address == "::1") return true;
+  in_addr v4{};
+  return inet_pton(AF_INET, lc.address.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+// Root without server.user serves loopback (and unix sockets) only, unless server.allow_root
+// says otherwise. Checked before any socket is bound.
+Result<void> check_root_policy(const Config& config) {
+  if (!config.server_user().empty() || ::geteuid() != 0) return {};
+  for (const ListenerConfig& lc : config.listeners()) {
+    if (lc.enabled && !loopback_only(lc) && !config.allow_root()) {
+      return fail(ErrorCode::Perm,
+                  "refusing to serve mail as root on listener " + lc.name + " (" + lc.address +
+                      "): set server.user to an unprivileged user (or server.allow_root = true)");
+    }
+  }
+  if (!config.allow_root()) {
+    log(LogLevel::Warning, kComponent, "",
+        "running as root: set server.user so mail is served by an unprivileged user");
+  }
+  return {};
+}
+
+// Started as root: becomes server.user (and server.group, or the user's primary group, plus
+// the user's supplementary groups), then checks that no way back to root is left. Not root:
+// server.user must be who is running already.
+Result<void> drop_privileges(const Config& config) {
+  const std::string& name = config.server_user();
+  if (name.empty()) return {};
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return fail(ErrorCode::Params, "server.user: no such user '" + name + "'");
+  }
+  uid_t uid = pw.pw_uid;
+  gid_t gid = pw.pw_gid;
+  if (!config.server_group().empty()) {
+    std::vector<char> gbuf(16384);
+    group gr{};
+    group* gfound = nullptr;
+    if (getgrnam_r(config.server_group().c_str(), &gr, gbuf.data(), gbuf.size(), &gfound) != 0 ||
+        gfound == nullptr) {
+      return fail(ErrorCode::Params, "server.group: no such group '" + config.server_group() + "'");
+    }
+    gid = gr.gr_gid;
+  }
+  if (uid == 0 && !config.allow_root()) {
+    return fail(ErrorCode::Params, "server.user '" + name +
+                                       "' is root: name an unprivileged user (or set "
+                                       "server.allow_root = true)");
+  }
+  if (::geteuid() != 0) {
+    if (::getuid() == uid && ::geteuid() == uid) return {};
+    return fail(ErrorCode::Perm, "server.user '" + name + "' needs the server started as root " +
+                                     "(or as that user); running as uid " +
+                                     std::to_string(::geteuid()));
+  }
+  // Groups first: once the uid is gone, the groups cannot be changed any more.
+  if (::initgroups(pw.pw_name, gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+    return fail(ErrorCode::Perm,
+                "cannot become server.user '" + name + "': " + errno_text(errno));
+  }
+  bool back_to_root = uid != 0 && (::setuid(0) == 0 || ::seteuid(0) == 0);
+  if (::getuid() != uid || ::geteuid() != uid || ::getgid() != gid || ::getegid() != gid ||
+      back_to_root) {
+    return fail(ErrorCode::Perm, "dropping privileges to '" + name + "' did not hold");
+  }
+  logf(LogLevel::Info, kComponent, "", "running as user {} (uid {}, gid {})", name, uid, gid);
+  return {};
+}
+
 bool same_listeners(const std::vector<ListenerConfig>& a, const std::vector<ListenerConfig>& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -206,7 +284,12 @@ Result<net::TlsContext> load_tls(const Config& config) {
            config.tls_cert(), config.tls_key());
     }
   }
-  return net::make_server_context(config.tls_cert(), config.tls_key());
+  net::TlsOptions options;
+  options.tls13_only = config.tls_min_version() == "TLSv1.3";
+  options.ciphers = config.tls_ciphers();
+  options.ciphersuites = config.tls_ciphersuites();
+  options.prefer_server_ciphers = config.tls_prefer_server_ciphers();
+  return net::make_server_context(config.tls_cert(), config.tls_key(), options);
 }
 
 }  // namespace
@@ -238,6 +321,8 @@ struct Server::Impl {
   std::size_t next_shard = 0;
   std::vector<std::unique_ptr<Listener>> listeners;
   std::vector<BoundListener> bound;
+  // Sockets bound before the privilege drop, by listener name; taken by open_listeners().
+  std::unordered_map<std::string, int> prebound;
   std::vector<event*> signal_events;
   std::unique_ptr<spi::Timer> shutdown_deadline;
   bool shutting_down = false;  // main loop only
@@ -261,6 +346,29 @@ struct Server::Impl {
     idle_timeout_s = c.idle_timeout().count();
   }
 
+  ~Impl() { close_prebound(); }
+
+  // Binds every enabled listener's socket: done first, while the server may still be root.
+  Result<void> bind_listeners() {
+    for (const ListenerConfig& lc : config->listeners()) {
+      if (!lc.enabled) continue;
+      auto fd = is_unix_address(lc.address) ? open_unix(lc) : open_tcp(lc);
+      if (!fd) return tl::unexpected(fd.error());
+      prebound[lc.name] = *fd;
+    }
+    return {};
+  }
+
+  void close_prebound() {
+    for (const auto& [name, fd] : prebound) {
+      ::close(fd);
+      for (const ListenerConfig& lc : config->listeners()) {
+        if (lc.name == name && is_unix_address(lc.address)) ::unlink(lc.address.substr(5).c_str());
+      }
+    }
+    prebound.clear();
+  }
+
   Result<void> open_listeners() {
     for (const ListenerConfig& lc : config->listeners()) {
       if (!lc.enabled) continue;
@@ -272,8 +380,12 @@ struct Server::Impl {
         continue;
       }
       bool unix_socket = is_unix_address(lc.address);
-      auto fd = unix_socket ? open_unix(lc) : open_tcp(lc);
-      if (!fd) return tl::unexpected(fd.error());
+      auto pre = prebound.find(lc.name);
+      if (pre == prebound.end()) {
+        return fail(ErrorCode::Internal, "listener " + lc.name + ": its socket was not bound");
+      }
+      std::optional<int> fd = pre->second;
+      prebound.erase(pre);
       auto l = std::make_unique<Listener>();
       l->server = this;
       l->factory = factory;
@@ -298,6 +410,7 @@ struct Server::Impl {
       bound.push_back({lc.name, lc.protocol, info->address});
       listeners.push_back(std::move(l));
     }
+    close_prebound();  // listeners no plugin serves
     return {};
   }
 
@@ -332,6 +445,17 @@ struct Server::Impl {
     l->retry->arm(kAcceptRetry);
   }
 
+  // Over a connection limit: the protocol's "try later" line where it can be sent in the clear
+  // (on an implicit-TLS listener it cannot, without a handshake the limit exists to avoid),
+  // written once without waiting, then the socket is closed.
+  static void refuse(const Listener& l, int fd) {
+    std::string_view line = l.info->tls == spi::TlsMode::Implicit
+                                ? std::string_view{}
+                                : l.factory->refusal_line();
+    if (!line.empty()) (void)::send(fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    ::close(fd);
+  }
+
   void accept(Listener& l, int fd, const sockaddr* sa) {
     auto [peer, loopback] = describe_peer(sa);
     net::TlsContext ctx;
@@ -341,7 +465,7 @@ struct Server::Impl {
         logf(LogLevel::Warning, kComponent, "",
              "refused {} on {}: connection limit ({}) reached (limits.connections)", peer,
              l.info->name, max_connections.load());
-        ::close(fd);
+        refuse(l, fd);
         return;
       }
       std::size_t& from_peer = per_ip[peer];
@@ -349,7 +473,7 @@ struct Server::Impl {
         logf(LogLevel::Warning, kComponent, "",
              "refused {} on {}: {} connections from this address (limits.connections_per_ip)", peer,
              l.info->name, from_peer);
-        ::close(fd);
+        refuse(l, fd);
         return;
       }
       ++from_peer;
@@ -525,6 +649,12 @@ Result<std::unique_ptr<Server>> Server::start(ServeOptions options) {
   s.apply_settings(*s.config);
   // A client that goes away mid-write must not kill the server.
   ::signal(SIGPIPE, SIG_IGN);
+
+  // Ports below 1024 may need root: bind first, then become server.user before anything else
+  // (state dir, user database, TLS material, plugins, and so every user's mail).
+  if (auto root = check_root_policy(*s.config); !root) return tl::unexpected(root.error());
+  if (auto bound = s.bind_listeners(); !bound) return tl::unexpected(bound.error());
+  if (auto dropped = drop_privileges(*s.config); !dropped) return tl::unexpected(dropped.error());
 
   std::error_code ec;
   std::filesystem::create_directories(s.config->state_dir(), ec);

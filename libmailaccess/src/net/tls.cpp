@@ -19,8 +19,8 @@
 namespace mailaccess::net {
 namespace {
 
-// Mozilla's "intermediate" TLS 1.2 list: ECDHE/DHE key exchange with AEAD ciphers only.
-// TLS 1.3 suites are OpenSSL's defaults, which are all fine.
+// Mozilla's "intermediate" TLS 1.2 list: ECDHE/DHE key exchange with AEAD ciphers only (the
+// default of tls.ciphers too).
 constexpr const char* kCipherList =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -124,7 +124,8 @@ std::string to_pem(Writer&& writer) {
 
 }  // namespace
 
-Result<TlsContext> make_server_context(const std::string& cert, const std::string& key) {
+Result<TlsContext> make_server_context(const std::string& cert, const std::string& key,
+                                       const TlsOptions& options) {
   if (std::string why = unreadable_reason(cert); !why.empty()) {
     return fail(ErrorCode::Params, "cannot read TLS certificate " + cert + ": " + why);
   }
@@ -133,11 +134,19 @@ Result<TlsContext> make_server_context(const std::string& cert, const std::strin
   }
   TlsContext ctx(SSL_CTX_new(TLS_server_method()), &SSL_CTX_free);
   if (!ctx) return fail(ErrorCode::Internal, "cannot create a TLS context: " + openssl_error());
-  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
-  SSL_CTX_set_options(
-      ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-  if (SSL_CTX_set_cipher_list(ctx.get(), kCipherList) != 1) {
-    return fail(ErrorCode::Internal, "cannot set the TLS cipher list: " + openssl_error());
+  SSL_CTX_set_min_proto_version(ctx.get(), options.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
+  uint64_t flags = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+  if (options.prefer_server_ciphers) flags |= SSL_OP_CIPHER_SERVER_PREFERENCE;
+  SSL_CTX_set_options(ctx.get(), flags);
+  const std::string& list = options.ciphers.empty() ? std::string(kCipherList) : options.ciphers;
+  if (SSL_CTX_set_cipher_list(ctx.get(), list.c_str()) != 1) {
+    return fail(ErrorCode::Params,
+                "tls.ciphers: OpenSSL accepts none of \"" + list + "\": " + openssl_error());
+  }
+  if (!options.ciphersuites.empty() &&
+      SSL_CTX_set_ciphersuites(ctx.get(), options.ciphersuites.c_str()) != 1) {
+    return fail(ErrorCode::Params, "tls.ciphersuites: OpenSSL accepts none of \"" +
+                                       options.ciphersuites + "\": " + openssl_error());
   }
   // Partial writes and moving buffers are how bufferevents write.
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |

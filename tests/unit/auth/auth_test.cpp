@@ -400,6 +400,42 @@ TEST_F(AuthTest, FailureMemoryIsBoundedAgainstManyNames) {
   EXPECT_EQ(loop.armed_for_.back(), ms(100)) << "victim's record was the oldest and was evicted";
 }
 
+TEST_F(AuthTest, TooManyFailuresRefuseTheAddressThenTheUser) {
+  write_passwd("ann:{PLAIN}a\nbob:{PLAIN}b\n");
+  auto auth = make_auth(config({"auth.max_failures_per_ip=3", "auth.max_failures_per_user=5"}));
+  ManualLoop loop;
+  using ms = std::chrono::milliseconds;
+  for (int i = 0; i < 3; ++i) {
+    auto r = verify(*auth, &loop, "ann", "x", "192.0.2.9");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::Perm);
+  }
+  // The address is refused now, whoever logs in and whatever the password; as a temporary
+  // failure, after the longest delay.
+  loop.armed_for_.clear();
+  auto refused = verify(*auth, &loop, "bob", "b", "192.0.2.9");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::Temp);
+  EXPECT_EQ(loop.armed_for_, (std::vector<ms>{ms(1000)}));
+  // Refusals are not failures: ann's count did not move (3 so far), other addresses still work.
+  EXPECT_TRUE(verify(*auth, &loop, "bob", "b", "192.0.2.10"));
+  EXPECT_FALSE(verify(*auth, &loop, "ann", "x", "192.0.2.11"));
+  auto fifth = verify(*auth, &loop, "ann", "x", "192.0.2.12");
+  ASSERT_FALSE(fifth);
+  EXPECT_EQ(fifth.error().code, ErrorCode::Perm) << "the fifth failure is still a failure";
+  auto user_refused = verify(*auth, &loop, "ann", "a", "192.0.2.13");
+  ASSERT_FALSE(user_refused);
+  EXPECT_EQ(user_refused.error().code, ErrorCode::Temp) << "ann is refused from any address";
+}
+
+TEST_F(AuthTest, ZeroMaxFailuresNeverRefuses) {
+  write_passwd("ann:{PLAIN}a\n");
+  auto auth = make_auth(config({"auth.max_failures_per_ip=0", "auth.max_failures_per_user=0",
+                                "auth.failure_delay_ms=0"}));
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(verify(*auth, nullptr, "ann", "x"));
+  EXPECT_TRUE(verify(*auth, nullptr, "ann", "a"));
+}
+
 TEST_F(AuthTest, ZeroDelayAnswersFailuresAtOnce) {
   write_passwd("ann:{PLAIN}a\n");
   auto auth = make_auth(config({"auth.failure_delay_ms=0"}));

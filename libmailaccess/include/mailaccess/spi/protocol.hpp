@@ -101,6 +101,12 @@ class ProtocolFactory {
   virtual std::string_view protocol() const noexcept = 0;
   /// A new session for `conn`; nullptr refuses the connection (it is closed).
   virtual std::unique_ptr<ProtocolSession> create_session(Connection& conn) noexcept = 0;
+  /// The protocol's "come back later" greeting, sent instead of a session when the core
+  /// refuses a connection on a plaintext or STARTTLS listener (limits.connections or
+  /// limits.connections_per_ip reached): one whole line with its CRLF, written once without
+  /// waiting, then the socket is closed. Empty: closed without a word. The view must stay
+  /// valid as long as the factory. Called on the main thread.
+  virtual std::string_view refusal_line() const noexcept { return {}; }
 };
 
 }  // namespace mailaccess::spi
