@@ -71,13 +71,27 @@ Result<std::string> StoreState::dir_of(std::string_view normalized) const {
   return root + "/" + *d;
 }
 
+// False (and a warning) when tmp/, new/ or cur/ of the folder at `dir` is a symlink: writes and
+// renames into it would land wherever it points, outside the Maildir.
+bool StoreState::subdirs_confined(const std::string& dir) const {
+  for (const char* sub : {"/tmp", "/new", "/cur"}) {
+    struct stat st {};
+    std::string path = dir + sub;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      warn("symlink in a Maildir ignored, and with it its folder: " + path);
+      return false;
+    }
+  }
+  return true;
+}
+
 bool StoreState::exists(std::string_view normalized) const {
-  if (is_inbox(normalized)) return true;
+  if (is_inbox(normalized)) return subdirs_confined(root);
   auto dir = dir_of(normalized);
   if (!dir) return false;
   struct stat st {};
   if (::lstat(dir->c_str(), &st) != 0) return false;
-  if (S_ISDIR(st.st_mode)) return true;
+  if (S_ISDIR(st.st_mode)) return subdirs_confined(*dir);
   if (!S_ISLNK(st.st_mode)) return false;
   char* real = ::realpath(dir->c_str(), nullptr);
   if (!real) return false;
@@ -85,7 +99,7 @@ bool StoreState::exists(std::string_view normalized) const {
   std::free(real);
   bool inside = r.starts_with(root_real + "/") && ::stat(r.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
   if (!inside) warn("folder symlink leads out of the Maildir, ignored: " + *dir);
-  return inside;
+  return inside && subdirs_confined(*dir);
 }
 
 Result<std::shared_ptr<Folder>> StoreState::folder(std::string_view normalized) {

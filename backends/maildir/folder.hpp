@@ -47,6 +47,8 @@ struct StoreState {
   /// True if the mailbox has its own directory (INBOX always does). Symlinked folders count
   /// only when they resolve inside the root.
   bool exists(std::string_view normalized) const;
+  /// False when tmp/, new/ or cur/ under `dir` is a symlink (they must not lead elsewhere).
+  bool subdirs_confined(const std::string& dir) const;
   /// The shared Folder for a normalised name (created on first use).
   Result<std::shared_ptr<Folder>> folder(std::string_view normalized);
   /// Forgets cached Folders of `normalized` and its children (after rename/delete).
