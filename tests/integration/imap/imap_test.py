@@ -583,7 +583,7 @@ def test_two_clients(s):
     # MTA delivery straight into INBOX reaches a session with INBOX selected.
     a.cmd("5", "SELECT INBOX")
     a.cmd("6", "NOOP")
-    s.deliver(b"Subject: from the MTA\r\n\r\nhi\r\n")
+    s.drop_into_new("demo", b"Subject: from the MTA\r\n\r\nhi\r\n")
     seen = b""
     for _ in range(100):
         seen += b"\n".join(a.cmd("7", "NOOP"))
