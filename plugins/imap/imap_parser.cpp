@@ -536,7 +536,7 @@ std::optional<uint32_t> parse_seq_number(std::string_view s, bool& star) {
   star = false;
   if (s == "*") {
     star = true;
-    return SequenceSet::kStar;
+    return 0;
   }
   if (s.empty() || s.size() > 10) return std::nullopt;
   uint64_t v = 0;
@@ -544,7 +544,9 @@ std::optional<uint32_t> parse_seq_number(std::string_view s, bool& star) {
     if (c < '0' || c > '9') return std::nullopt;
     v = v * 10 + static_cast<uint64_t>(c - '0');
   }
-  if (v > UINT32_MAX - 1) return std::nullopt;  // UINT32_MAX is reserved for '*'
+  // RFC 9051 §9: nz-number is an unsigned 32-bit integer, so 4294967295 itself is valid (clients
+  // send "1:4294967295" for "every UID").
+  if (v > UINT32_MAX) return std::nullopt;
   return static_cast<uint32_t>(v);
 }
 
@@ -569,8 +571,9 @@ std::optional<SequenceSet> SequenceSet::parse(std::string_view text) {
     if (colon == std::string_view::npos) {
       auto v = parse_seq_number(item, star);
       // RFC 9051 §9: seq-number is nz-number or "*"; a bare 0 is not a message.
-      if (!v || *v == 0) return std::nullopt;
+      if (!v || (*v == 0 && !star)) return std::nullopt;
       r.lo = r.hi = *v;
+      r.lo_star = r.hi_star = star;
     } else {
       bool star2 = false;
       auto a = parse_seq_number(item.substr(0, colon), star);
@@ -580,6 +583,8 @@ std::optional<SequenceSet> SequenceSet::parse(std::string_view text) {
       // up to the last"); it matches no message by itself since numbers start at 1.
       r.lo = *a;
       r.hi = *b;
+      r.lo_star = star;
+      r.hi_star = star2;
     }
     set.ranges.push_back(r);
     if (set.ranges.size() > 100000) return std::nullopt;
@@ -593,8 +598,9 @@ std::vector<SequenceSet::Range> SequenceSet::resolve(uint32_t star) const {
   std::vector<Range> out;
   out.reserve(ranges.size());
   for (Range r : ranges) {
-    if (r.lo == kStar) r.lo = star;
-    if (r.hi == kStar) r.hi = star;
+    if (r.lo_star) r.lo = star;
+    if (r.hi_star) r.hi = star;
+    r.lo_star = r.hi_star = false;
     if (r.lo > r.hi) std::swap(r.lo, r.hi);
     if (r.hi == 0) continue;
     if (r.lo == 0) r.lo = 1;
@@ -614,8 +620,8 @@ std::vector<SequenceSet::Range> SequenceSet::resolve(uint32_t star) const {
 
 bool SequenceSet::contains(uint32_t n, uint32_t star) const {
   for (Range r : ranges) {
-    if (r.lo == kStar) r.lo = star;
-    if (r.hi == kStar) r.hi = star;
+    if (r.lo_star) r.lo = star;
+    if (r.hi_star) r.hi = star;
     if (r.lo > r.hi) std::swap(r.lo, r.hi);
     if (n >= r.lo && n <= r.hi) return true;
   }

@@ -159,12 +159,14 @@ class CommandParser {
 };
 
 /// A sequence set (RFC 9051 §9 sequence-set) before it is resolved against a mailbox.
-/// `*` is stored as kStar; a range's ends are kept as written (order does not matter).
+/// `*` is marked by lo_star/hi_star (every 32-bit number is a valid message number or UID,
+/// 4294967295 included); a range's ends are kept as written (order does not matter).
 struct SequenceSet {
-  static constexpr uint32_t kStar = UINT32_MAX;
   struct Range {
     uint32_t lo = 0;
     uint32_t hi = 0;
+    bool lo_star = false;
+    bool hi_star = false;
   };
   std::vector<Range> ranges;
   bool saved = false;  ///< "$" (RFC 5182 SEARCHRES): the saved search result

@@ -284,6 +284,21 @@ TEST(SequenceSet, HugeRangeStaysSmall) {
   EXPECT_EQ(r[0].hi, 4294967294u);
 }
 
+TEST(SequenceSet, LargestNumberIsNotStar) {
+  // RFC 9051 §9: nz-number goes up to 4294967295; "1:4294967295" is not "1:*".
+  auto s = SequenceSet::parse("1:4294967295");
+  ASSERT_TRUE(s);
+  auto r = s->resolve(3);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].lo, 1u);
+  EXPECT_EQ(r[0].hi, 4294967295u);
+  EXPECT_TRUE(s->contains(4294967295u, 3));
+  auto top = SequenceSet::parse("4294967295");
+  ASSERT_TRUE(top);
+  EXPECT_FALSE(top->contains(3, 3));
+  EXPECT_TRUE(SequenceSet::parse("5:*")->contains(3, 3));
+}
+
 TEST(SequenceSet, MergesAdjacentAndDropsZero) {
   auto s = SequenceSet::parse("3,1:2,0:0,4");
   ASSERT_TRUE(s);
