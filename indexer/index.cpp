@@ -94,38 +94,61 @@ Result<std::string> read_message(spi::Mailbox& mailbox, uint32_t uid, uint64_t s
 }
 
 // The terms of one message; false when it is too large and gets only XSCAN.
-bool build_document(const MessageText& text, const Xapian::Stem* stem, Xapian::Document& doc) {
+bool build_document(const MessageText& text, Xapian::Document& doc) {
   if (text.bytes() > kMaxTextBytes) {
     doc.add_boolean_term(std::string(kTermScan));
     return false;
   }
   std::unordered_set<std::string> terms;
-  std::unordered_set<std::string> stems;
-  auto add = [&](std::string_view prefix, const std::string& raw_text, bool stemmed) {
+  auto add = [&](std::string_view prefix, const std::string& raw_text) {
     std::string folded = mime::casefold(raw_text);
     for_each_word(folded, [&](std::string_view w) {
       std::string t(prefix);
       t += w;
       terms.insert(std::move(t));
-      if (stemmed && stem != nullptr && w.size() < 64 && w.size() > 2) {
-        std::string s = (*stem)(std::string(w));
-        if (!s.empty() && s != w) stems.insert(std::string(kPrefixStem) + s);
-      }
     });
   };
-  add(kPrefixHeaderBlock, text.header_block, false);
-  for (const auto& b : text.body) add(kPrefixBody, b, true);
+  add(kPrefixHeaderBlock, text.header_block);
+  for (const auto& b : text.body) add(kPrefixBody, b);
   for (const auto& [name, value] : text.headers) {
     if (name.size() > kMaxFieldName || !indexed_header(name)) continue;
-    add(header_prefix(name), value, name == "subject");
+    add(header_prefix(name), value);
   }
-  if (terms.size() + stems.size() > kMaxTerms) {
+  if (terms.size() > kMaxTerms) {
     doc.add_boolean_term(std::string(kTermScan));
     return false;
   }
   for (const auto& t : terms) doc.add_boolean_term(t);
-  for (const auto& t : stems) doc.add_boolean_term(t);
   return true;
+}
+
+// Below this many new messages a sync never compacts.
+constexpr uint64_t kCompactMinimum = 1000;
+
+// Writes a compacted copy beside `dir` and swaps it in; on any failure the original stays.
+void compact_in_place(const std::string& dir) {
+  std::string tmp = dir + ".compact";
+  std::string old = dir + ".old";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::remove_all(old, ec);
+  try {
+    Xapian::Database(dir).compact(tmp);
+  } catch (const Xapian::Error&) {
+    fs::remove_all(tmp, ec);
+    return;
+  }
+  fs::rename(dir, old, ec);
+  if (ec) {
+    fs::remove_all(tmp, ec);
+    return;
+  }
+  fs::rename(tmp, dir, ec);
+  if (ec) {
+    fs::rename(old, dir, ec);
+    return;
+  }
+  fs::remove_all(old, ec);
 }
 
 uint64_t dir_bytes(const fs::path& dir) {
@@ -139,13 +162,12 @@ uint64_t dir_bytes(const fs::path& dir) {
   return n;
 }
 
-// The word of a term without its prefix ("" for XSCAN and stems: they are not vocabulary).
+// The word of a term without its prefix ("" for XSCAN: it is not vocabulary).
 std::string_view word_of(std::string_view term) {
   if (term.starts_with(kPrefixHeader)) {
     auto colon = term.find(':');
     return colon == std::string_view::npos ? std::string_view() : term.substr(colon + 1);
   }
-  if (term.starts_with(kPrefixStem)) return {};
   std::size_t i = 0;
   while (i < term.size() && term[i] >= 'A' && term[i] <= 'Z') ++i;
   return term.substr(i);
@@ -241,10 +263,6 @@ Result<SyncResult> sync_mailbox(const Settings& settings, std::string_view user,
     for (uint32_t uid : gone) db.delete_document(uid);
     result.removed = gone.size();
 
-    std::unique_ptr<Xapian::Stem> stem;
-    if (!settings.stem_language.empty() && settings.stem_language != "none") {
-      stem = std::make_unique<Xapian::Stem>(settings.stem_language);
-    }
     uint64_t done = want.size() - missing.size();
     std::size_t batch_docs = 0, batch_bytes = 0;
     auto commit = [&] {
@@ -269,7 +287,7 @@ Result<SyncResult> sync_mailbox(const Settings& settings, std::string_view user,
       }
       MessageText text = message_text(*raw, **structure);
       Xapian::Document doc;
-      if (!build_document(text, stem.get(), doc)) ++result.scan_only;
+      if (!build_document(text, doc)) ++result.scan_only;
       db.replace_document(uid, doc);
       ++result.indexed;
       ++done;
@@ -281,6 +299,12 @@ Result<SyncResult> sync_mailbox(const Settings& settings, std::string_view user,
     }
     commit();
     db.close();
+    // After indexing most of a mailbox at once, rewrite the database compactly: B-tree blocks
+    // filled by appends are about half empty. Readers holding the old files keep them.
+    if (!result.cancelled && result.indexed > kCompactMinimum &&
+        result.indexed * 2 > result.total) {
+      compact_in_place(dir);
+    }
     return result;
   } catch (const Xapian::Error& e) {
     return tl::unexpected(xapian_error(e, "index update failed"));

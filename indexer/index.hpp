@@ -26,7 +26,6 @@ struct Settings {
   std::string root;                        ///< directory holding <user>/<mailbox>/ databases
   std::size_t batch_messages = 1000;       ///< commit after this many messages
   std::size_t batch_bytes = 64u << 20;     ///< ... or after this much decoded text (memory cap)
-  std::string stem_language = "english";   ///< Xapian stemmer name; "none" = no stems
 };
 
 /// <root>/<user>, names %-escaped so any user or mailbox name is one safe path component.

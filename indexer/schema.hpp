@@ -17,7 +17,6 @@
 /// | A                 | the decoded top-level header block (IMAP TEXT, header half)      |
 /// | B                 | body text: text/* and message/* leaves, nested message headers   |
 /// | XH<FIELD>:        | one header field (kIndexedHeaders), FIELD upper-cased            |
-/// | Z                 | English (configurable) stems of subject and body words; CLI only |
 /// | XSCAN             | the message is too large to index: every query verifies it       |
 ///
 /// No positions are stored: phrases and substrings that cross word boundaries are verified by
@@ -40,7 +39,6 @@ inline constexpr std::string_view kMetaUidValidity = "uidvalidity";
 inline constexpr std::string_view kPrefixHeaderBlock = "A";
 inline constexpr std::string_view kPrefixBody = "B";
 inline constexpr std::string_view kPrefixHeader = "XH";  // + FIELD + ':'
-inline constexpr std::string_view kPrefixStem = "Z";
 inline constexpr std::string_view kTermScan = "XSCAN";
 
 /// Xapian refuses terms over 245 bytes; a header prefix is at most 2 + kMaxFieldName + 1.

@@ -3,7 +3,6 @@
 #include <filesystem>
 
 #include <fmt/format.h>
-#include <xapian.h>
 
 namespace mailaccess::indexer {
 
@@ -15,8 +14,6 @@ std::vector<spi::ConfigKey> config_keys() {
        "commit the index after this many messages"},
       {"fts_xapian.memory_mbytes", spi::ConfigType::Integer, "64",
        "commit the index once this much decoded text is held (caps indexing memory)"},
-      {"fts_xapian.stem_language", spi::ConfigType::String, "\"english\"",
-       "Xapian stemmer for the CLI's stemmed search, or \"none\""},
       {"fts_xapian.index_on_select", spi::ConfigType::Boolean, "true",
        "index a mailbox in the background when an IMAP client selects it, and its new mail "
        "while it stays selected"},
@@ -40,20 +37,6 @@ Result<Settings> settings_from_config(const spi::ConfigView& config, const std::
     if (*n < 1 || *n > 65536)
       return tl::unexpected(Error{ErrorCode::Params, "fts_xapian.memory_mbytes must be 1..65536", ""});
     s.batch_bytes = static_cast<std::size_t>(*n) << 20;
-  }
-  if (auto lang = config.get_string("fts_xapian.stem_language")) {
-    s.stem_language = *lang;
-    if (!lang->empty() && *lang != "none") {
-      try {
-        Xapian::Stem check(*lang);
-      } catch (const Xapian::Error&) {
-        return tl::unexpected(Error{
-            ErrorCode::Params,
-            fmt::format("fts_xapian.stem_language: unknown language '{}' (known: {})", *lang,
-                        Xapian::Stem::get_available_languages()),
-            ""});
-      }
-    }
   }
   return s;
 }

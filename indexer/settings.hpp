@@ -14,7 +14,7 @@ namespace mailaccess::indexer {
 std::vector<spi::ConfigKey> config_keys();
 
 /// Settings from a config snapshot; `state_dir` is the default parent of the index.
-/// Params when a value is out of range or the stemming language is unknown.
+/// Params when a value is out of range.
 Result<Settings> settings_from_config(const spi::ConfigView& config, const std::string& state_dir);
 
 }  // namespace mailaccess::indexer

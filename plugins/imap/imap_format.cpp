@@ -436,7 +436,7 @@ void put_utf8(std::string& out, uint32_t cp) {
   }
 }
 
-constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+// RFC 3501 §5.1.3 modified base64 (mailbox names); plain base64 is in plugins/common.
 constexpr char kMB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 int b64_value(char c, bool modified) {
@@ -559,56 +559,6 @@ std::optional<std::string> mutf7_to_utf8(std::string_view s) {
     }
     // What is left must be zero padding shorter than one base64 digit.
     if (!any || high || nbits >= 6 || (bits & ((1u << nbits) - 1)) != 0) return std::nullopt;
-  }
-  return out;
-}
-
-std::string base64_encode(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  while (i + 2 < in.size()) {
-    uint32_t v = (static_cast<unsigned char>(in[i]) << 16) |
-                 (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
-    out.push_back(kB64[v >> 18]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(kB64[(v >> 6) & 63]);
-    out.push_back(kB64[v & 63]);
-    i += 3;
-  }
-  if (i < in.size()) {
-    uint32_t v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out.push_back(kB64[v >> 18]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(i + 1 < in.size() ? kB64[(v >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      char c = in[i + k];
-      if (c == '=') {
-        if (i + 4 != in.size() || k < 2) return std::nullopt;
-        v[k] = 0;
-        ++pad;
-      } else {
-        if (pad) return std::nullopt;
-        v[k] = b64_value(c, false);
-        if (v[k] < 0) return std::nullopt;
-      }
-    }
-    uint32_t x = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
-    out.push_back(static_cast<char>(x >> 16));
-    if (pad < 2) out.push_back(static_cast<char>((x >> 8) & 0xff));
-    if (pad < 1) out.push_back(static_cast<char>(x & 0xff));
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "mailaccess/mime.hpp"
+#include "sasl_login.hpp"
 
 namespace mailaccess::imap {
 
@@ -42,9 +43,9 @@ std::optional<std::string> mutf7_to_utf8(std::string_view mutf7);
 /// True for well-formed UTF-8 (no overlongs, no surrogates).
 bool valid_utf8(std::string_view s);
 
-std::string base64_encode(std::string_view bytes);
-/// Strict decoding (padding required); nullopt on bad input.
-std::optional<std::string> base64_decode(std::string_view text);
+/// Base64 for AUTHENTICATE (plugins/common): strict decoding, nullopt on bad input.
+using plugin_common::base64_decode;
+using plugin_common::base64_encode;
 
 /// i;unicode-casemap style folding for case-insensitive substring matching (RFC 5051): UTF-8
 /// in, folded UTF-8 out; invalid bytes are kept. Covers Latin, Greek and Cyrillic case pairs.

@@ -23,14 +23,7 @@ constexpr std::string_view kComponent = "imap";
 // the session is paused, so this only holds what was already buffered.
 constexpr std::size_t kMaxQueuedLines = 64;
 
-std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 64)) {
-    const auto u = static_cast<unsigned char>(c);
-    out.push_back(u >= 0x20 && u < 0x7f ? c : '?');
-  }
-  return out;
-}
+using plugin_common::printable;
 
 constexpr const char* kBuiltins[] = {
     "CAPABILITY", "NOOP",      "LOGOUT", "STARTTLS",    "AUTHENTICATE", "LOGIN",  "ENABLE",
@@ -53,18 +46,9 @@ bool is_builtin_command(std::string_view name) {
 
 Result<Settings> Settings::from_config(const spi::ConfigView& config) {
   Settings s;
-  if (auto v = config.get_string("imap.plaintext_auth")) {
-    if (*v == "loopback") {
-      s.plaintext_auth = PlaintextAuth::Loopback;
-    } else if (*v == "always") {
-      s.plaintext_auth = PlaintextAuth::Always;
-    } else if (*v == "never") {
-      s.plaintext_auth = PlaintextAuth::Never;
-    } else {
-      return fail(ErrorCode::Params,
-                  "imap.plaintext_auth must be \"loopback\", \"always\" or \"never\"");
-    }
-  }
+  auto plaintext = plugin_common::plaintext_auth_setting(config, "imap.plaintext_auth");
+  if (!plaintext) return tl::unexpected(plaintext.error());
+  s.plaintext_auth = *plaintext;
   if (auto v = config.get_int("imap.idle_timeout_seconds")) {
     if (*v < 60 || *v > 24 * 3600) {
       return fail(ErrorCode::Params, "imap.idle_timeout_seconds must be between 60 and 86400");
@@ -250,8 +234,8 @@ void Session::drain_queue() {
          literal_mode_ == LiteralMode::None) {
     std::string line = std::move(queued_.front());
     queued_.pop_front();
-    if (sasl_) {
-      sasl_line(line);
+    if (sasl_.active()) {
+      sasl_result(sasl_.input(line));
     } else {
       process_line(line);
     }
@@ -268,16 +252,7 @@ void Session::close_session() {
 }
 
 bool Session::plaintext_allowed() const {
-  if (conn_.is_tls()) return true;
-  switch (settings_.plaintext_auth) {
-    case PlaintextAuth::Always:
-      return true;
-    case PlaintextAuth::Never:
-      return false;
-    case PlaintextAuth::Loopback:
-      return conn_.peer_is_loopback();
-  }
-  return false;
+  return plugin_common::plaintext_allowed(settings_.plaintext_auth, conn_);
 }
 
 std::string Session::capability_line() const {
@@ -333,8 +308,8 @@ void Session::on_line(std::string_view line) noexcept {
       conn_.pause_reading();
       return;
     }
-    if (sasl_) {
-      sasl_line(line);
+    if (sasl_.active()) {
+      sasl_result(sasl_.input(line));
       return;
     }
     process_line(line);
@@ -350,7 +325,7 @@ void Session::on_line_too_long() noexcept {
   try {
     // The core dropped the line; the parser may be in the middle of a command.
     parser_.reset();
-    if (sasl_) {
+    if (sasl_.active()) {
       sasl_.reset();
       bad(sasl_tag_, "Authentication line too long.");
       return;
@@ -683,73 +658,42 @@ void Session::cmd_authenticate(const Command& c) {
     tagged(c.tag, "NO [PRIVACYREQUIRED] Plaintext authentication disallowed without TLS.");
     return;
   }
-  auto sasl = host_.auth().sasl(mech);
-  if (!sasl) {
+  if (!sasl_.start(host_.auth(), mech)) {
     tagged(c.tag, "NO [CANNOT] Unsupported authentication mechanism.");
     return;
   }
-  sasl_ = std::move(sasl);
   sasl_tag_ = c.tag;
-  if (c.args.size() == 1) return sasl_step({}, false);
-  // RFC 4959 SASL-IR: "=" is an empty initial response.
-  if (!c.args[1].is_astring()) {
+  if (c.args.size() == 2 && !c.args[1].is_astring()) {
     sasl_.reset();
     return bad(c.tag, "Invalid initial response.");
   }
-  if (c.args[1].value == "=") return sasl_step({}, true);
-  auto decoded = base64_decode(c.args[1].value);
-  if (!decoded) {
-    sasl_.reset();
-    return bad(c.tag, "Invalid base64 data.");
-  }
-  sasl_step(*decoded, true);
+  // RFC 4959 SASL-IR: "=" is an empty initial response.
+  sasl_result(sasl_.begin(c.args.size() == 2 ? std::optional<std::string_view>(c.args[1].value)
+                                             : std::nullopt));
 }
 
-void Session::sasl_line(std::string_view line) {
-  if (line == "*") {
-    sasl_.reset();
-    return bad(sasl_tag_, "Authentication cancelled.");
-  }
-  auto decoded = base64_decode(line);
-  if (!decoded) {
-    sasl_.reset();
-    return bad(sasl_tag_, "Invalid base64 data.");
-  }
-  sasl_step(*decoded, true);
-}
-
-void Session::sasl_step(std::string_view input, bool has_input) {
-  std::string challenge;
-  switch (sasl_->step(input, has_input, challenge)) {
-    case spi::SaslServer::Step::Challenge:
-      write(fmt::format("+ {}\r\n", base64_encode(challenge)));
+void Session::sasl_result(plugin_common::SaslExchange::Step step) {
+  using Outcome = plugin_common::SaslExchange::Outcome;
+  switch (step.outcome) {
+    case Outcome::Challenge:
+      return write(fmt::format("+ {}\r\n", step.challenge));
+    case Outcome::Done:
+      return verify(std::move(step.user), step.password);
+    case Outcome::ProxyRefused:
+      tagged(sasl_tag_, "NO [AUTHORIZATIONFAILED] Authorization identity not permitted.");
       return;
-    case spi::SaslServer::Step::Done: {
-      std::string user = sasl_->user();
-      std::string password = sasl_->password();
-      const bool proxy = !sasl_->authzid().empty() && sasl_->authzid() != user;
-      sasl_.reset();
-      if (proxy) {
-        tagged(sasl_tag_, "NO [AUTHORIZATIONFAILED] Authorization identity not permitted.");
-        return;
-      }
-      verify(std::move(user), password);
-      return;
-    }
-    case spi::SaslServer::Step::Failed:
-      sasl_.reset();
+    case Outcome::Cancelled:
+      return bad(sasl_tag_, "Authentication cancelled.");
+    case Outcome::BadBase64:
+      return bad(sasl_tag_, "Invalid base64 data.");
+    case Outcome::Failed:
       return bad(sasl_tag_, "Malformed authentication exchange.");
   }
 }
 
 void Session::verify(std::string user, std::string_view password) {
   begin_async();
-  spi::AuthContext ctx;
-  ctx.peer_address = std::string(conn_.peer_address());
-  ctx.protocol = "imap";
-  ctx.connection_id = std::string(conn_.id());
-  ctx.secure = conn_.is_tls() || conn_.peer_is_loopback();
-  ctx.loop = &conn_.loop();
+  spi::AuthContext ctx = plugin_common::auth_context(conn_, "imap");
   std::weak_ptr<char> weak = alive_;
   const std::string name = user;
   host_.auth().verify(name, password, ctx,

@@ -17,10 +17,11 @@
 #include "imap_fetch.hpp"
 #include "imap_parser.hpp"
 #include "mailaccess/spi/host.hpp"
+#include "sasl_login.hpp"
 
 namespace mailaccess::imap {
 
-enum class PlaintextAuth { Loopback, Always, Never };
+using PlaintextAuth = plugin_common::PlaintextAuth;
 
 struct Settings {
   PlaintextAuth plaintext_auth = PlaintextAuth::Loopback;
@@ -144,8 +145,7 @@ class Session final : public spi::ProtocolSession, public SessionApi {
   void cmd_enable(const Command& c);
   void cmd_id(const Command& c);
   void cmd_namespace(const Command& c);
-  void sasl_line(std::string_view line);
-  void sasl_step(std::string_view input, bool has_input);
+  void sasl_result(plugin_common::SaslExchange::Step step);
   void verify(std::string user, std::string_view password);
   void login_done(std::string user);
 
@@ -202,7 +202,7 @@ class Session final : public spi::ProtocolSession, public SessionApi {
   bool append_too_big_ = false;
 
   // Authentication.
-  std::unique_ptr<spi::SaslServer> sasl_;
+  plugin_common::SaslExchange sasl_;
   std::string sasl_tag_;
   std::string user_;
 

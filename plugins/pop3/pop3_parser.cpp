@@ -33,18 +33,6 @@ char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c -
 
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-constexpr std::string_view kAlphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
 }  // namespace
 
 Command parse_command(std::string_view line) {
@@ -86,62 +74,6 @@ std::optional<uint64_t> parse_number(std::string_view text, uint64_t max) {
   }
   if (value > max) return std::nullopt;
   return value;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    const bool last = i + 4 == text.size();
-    int v[4];
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      const char c = text[i + j];
-      if (c == '=') {
-        // RFC 5034 §4: padding only at the very end, at most two characters of it.
-        if (!last || j < 2) return std::nullopt;
-        ++pad;
-        v[j] = 0;
-        continue;
-      }
-      if (pad > 0) return std::nullopt;  // "AA=A"
-      v[j] = base64_value(c);
-      if (v[j] < 0) return std::nullopt;
-    }
-    const uint32_t triple = (static_cast<uint32_t>(v[0]) << 18) |
-                            (static_cast<uint32_t>(v[1]) << 12) |
-                            (static_cast<uint32_t>(v[2]) << 6) | static_cast<uint32_t>(v[3]);
-    out.push_back(static_cast<char>((triple >> 16) & 0xff));
-    if (pad < 2) out.push_back(static_cast<char>((triple >> 8) & 0xff));
-    if (pad < 1) out.push_back(static_cast<char>(triple & 0xff));
-  }
-  return out;
-}
-
-std::string base64_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    const uint32_t triple = (static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16) |
-                            (static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8) |
-                            static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 2]));
-    out.push_back(kAlphabet[(triple >> 18) & 63]);
-    out.push_back(kAlphabet[(triple >> 12) & 63]);
-    out.push_back(kAlphabet[(triple >> 6) & 63]);
-    out.push_back(kAlphabet[triple & 63]);
-  }
-  const std::size_t left = bytes.size() - i;
-  if (left > 0) {
-    uint32_t triple = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-    if (left == 2) triple |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
-    out.push_back(kAlphabet[(triple >> 18) & 63]);
-    out.push_back(kAlphabet[(triple >> 12) & 63]);
-    out.push_back(left == 2 ? kAlphabet[(triple >> 6) & 63] : '=');
-    out.push_back('=');
-  }
-  return out;
 }
 
 ParseStatus CommandReader::feed(std::string_view& input) {

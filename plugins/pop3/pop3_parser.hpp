@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "sasl_login.hpp"
+
 namespace mailaccess::pop3 {
 
 /// Commands this server knows. Anything else is Unknown (answered with -ERR).
@@ -54,9 +56,9 @@ Command parse_command(std::string_view line);
 std::optional<uint64_t> parse_number(std::string_view text, uint64_t max);
 
 /// Strict Base64 (RFC 4648 §4) as RFC 5034 §4 asks: characters outside the alphabet, a length
-/// not a multiple of four, or '=' anywhere but the end make it fail.
-std::optional<std::string> base64_decode(std::string_view text);
-std::string base64_encode(std::string_view bytes);
+/// not a multiple of four, or '=' anywhere but the end make it fail (plugins/common).
+using plugin_common::base64_decode;
+using plugin_common::base64_encode;
 
 /// Status of CommandReader::feed().
 enum class ParseStatus {

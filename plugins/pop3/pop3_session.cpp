@@ -31,23 +31,7 @@ constexpr std::string_view kPlaintextDisallowed =
 constexpr std::string_view kAuthFailed = "-ERR [AUTH] Authentication failed.";
 constexpr std::string_view kInvalidArguments = "-ERR Invalid arguments.";
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return out;
-}
-
-// Keeps user names printable in logs: they come from the client.
-std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 64)) {
-    const auto u = static_cast<unsigned char>(c);
-    out.push_back(u >= 0x20 && u < 0x7f ? c : '?');
-  }
-  return out;
-}
+using plugin_common::printable;
 
 // RFC 2449 §8 and RFC 3206 §4/§5: a response code a client can act on.
 std::string storage_error_reply(const Error& error, std::string_view what) {
@@ -68,18 +52,9 @@ std::string storage_error_reply(const Error& error, std::string_view what) {
 
 Result<Settings> Settings::from_config(const spi::ConfigView& config) {
   Settings s;
-  if (auto v = config.get_string("pop3.plaintext_auth")) {
-    if (*v == "loopback") {
-      s.plaintext_auth = PlaintextAuth::Loopback;
-    } else if (*v == "always") {
-      s.plaintext_auth = PlaintextAuth::Always;
-    } else if (*v == "never") {
-      s.plaintext_auth = PlaintextAuth::Never;
-    } else {
-      return fail(ErrorCode::Params,
-                  "pop3.plaintext_auth must be \"loopback\", \"always\" or \"never\"");
-    }
-  }
+  auto plaintext = plugin_common::plaintext_auth_setting(config, "pop3.plaintext_auth");
+  if (!plaintext) return tl::unexpected(plaintext.error());
+  s.plaintext_auth = *plaintext;
   if (auto v = config.get_int("pop3.idle_timeout_seconds")) {
     if (*v < 1 || *v > 24 * 3600) {
       return fail(ErrorCode::Params, "pop3.idle_timeout_seconds must be between 1 and 86400");
@@ -216,18 +191,16 @@ void Session::on_closed() noexcept {
 
 void Session::process(std::string_view line) {
   if (state_ == State::Closing) return;
-  if (sasl_) {
-    sasl_input(line);
+  if (sasl_.active()) {
+    sasl_result(sasl_.input(line));
     return;
   }
   dispatch(parse_command(line));
 }
 
 void Session::too_long() {
-  if (sasl_) {
-    // RFC 5034 §4: a response the server cannot take rejects the AUTH command.
-    sasl_.reset();
-  }
+  // RFC 5034 §4: a response the server cannot take rejects the AUTH command.
+  sasl_.reset();
   bad_command("-ERR Line too long.");
 }
 
@@ -336,16 +309,7 @@ void Session::dispatch(const Command& cmd) {
 // AUTHORIZATION
 
 bool Session::plaintext_allowed() const {
-  if (conn_.is_tls()) return true;
-  switch (settings_.plaintext_auth) {
-    case PlaintextAuth::Always:
-      return true;
-    case PlaintextAuth::Never:
-      return false;
-    case PlaintextAuth::Loopback:
-      break;
-  }
-  return conn_.peer_is_loopback();
+  return plugin_common::plaintext_allowed(settings_.plaintext_auth, conn_);
 }
 
 void Session::cmd_capa() {
@@ -403,54 +367,34 @@ void Session::cmd_auth(const Command& cmd) {
   // PLAIN and LOGIN both carry the password in the clear.
   if (!allowed) return bad_command(kPlaintextDisallowed);
   if (cmd.args.size() > 2) return bad_command(kInvalidArguments);
-  auto sasl = host_.auth().sasl(cmd.args[0]);
-  if (!sasl) return bad_command("-ERR Unsupported authentication mechanism.");
-  sasl_ = std::move(sasl);
-  sasl_method_ = upper(cmd.args[0]);
-  if (cmd.args.size() == 1) return sasl_step({}, false);
+  if (!sasl_.start(host_.auth(), cmd.args[0])) {
+    return bad_command("-ERR Unsupported authentication mechanism.");
+  }
   // RFC 5034 §4: "=" is an empty initial response.
-  if (cmd.args[1] == "=") return sasl_step({}, true);
-  auto decoded = base64_decode(cmd.args[1]);
-  if (!decoded) {
-    sasl_.reset();
+  auto step = sasl_.begin(cmd.args.size() == 2 ? std::optional<std::string_view>(cmd.args[1])
+                                               : std::nullopt);
+  if (step.outcome == plugin_common::SaslExchange::Outcome::BadBase64) {
     return bad_command("-ERR Invalid base64 data in initial response.");
   }
-  sasl_step(*decoded, true);
+  sasl_result(std::move(step));
 }
 
-void Session::sasl_input(std::string_view line) {
-  if (line == "*") {
-    // RFC 5034 §4: a "*" cancels and the AUTH command is rejected.
-    sasl_.reset();
-    return reply("-ERR [AUTH] Authentication cancelled.");
-  }
-  auto decoded = base64_decode(line);
-  if (!decoded) {
-    sasl_.reset();
-    return bad_command("-ERR Invalid base64 data.");
-  }
-  sasl_step(*decoded, true);
-}
-
-void Session::sasl_step(std::string_view input, bool has_input) {
-  std::string challenge;
-  switch (sasl_->step(input, has_input, challenge)) {
-    case spi::SaslServer::Step::Challenge:
+void Session::sasl_result(plugin_common::SaslExchange::Step step) {
+  using Outcome = plugin_common::SaslExchange::Outcome;
+  switch (step.outcome) {
+    case Outcome::Challenge:
       // RFC 5034 §4: "+" SP base64; an empty challenge is "+ " alone.
-      reply("+ " + base64_encode(challenge));
-      return;
-    case spi::SaslServer::Step::Done: {
-      std::string user = sasl_->user();
-      std::string password = sasl_->password();
-      const bool proxy = !sasl_->authzid().empty() && sasl_->authzid() != user;
-      sasl_.reset();
-      // Acting as another user (master users) is not offered.
-      if (proxy || user.empty()) return bad_command(kAuthFailed);
-      verify(std::move(user), password, sasl_method_);
-      return;
-    }
-    case spi::SaslServer::Step::Failed:
-      sasl_.reset();
+      return reply("+ " + step.challenge);
+    case Outcome::Done:
+      if (step.user.empty()) return bad_command(kAuthFailed);
+      return verify(std::move(step.user), step.password, sasl_.mechanism());
+    case Outcome::Cancelled:
+      // RFC 5034 §4: a "*" cancels and the AUTH command is rejected.
+      return reply("-ERR [AUTH] Authentication cancelled.");
+    case Outcome::BadBase64:
+      return bad_command("-ERR Invalid base64 data.");
+    case Outcome::ProxyRefused:  // acting as another user (master users) is not offered
+    case Outcome::Failed:
       return bad_command(kAuthFailed);
   }
 }
@@ -476,12 +420,7 @@ void Session::cmd_stls() {
 
 void Session::verify(std::string user, std::string_view password, std::string_view method) {
   begin_async();
-  spi::AuthContext ctx;
-  ctx.peer_address = std::string(conn_.peer_address());
-  ctx.protocol = "pop3";
-  ctx.connection_id = std::string(conn_.id());
-  ctx.secure = conn_.is_tls() || conn_.peer_is_loopback();
-  ctx.loop = &conn_.loop();
+  spi::AuthContext ctx = plugin_common::auth_context(conn_, "pop3");
   std::weak_ptr<char> weak = alive_;
   const std::string name = user;
   host_.auth().verify(name, password, ctx,

@@ -17,15 +17,12 @@
 #include "mailaccess/spi/storage.hpp"
 #include "pop3_output.hpp"
 #include "pop3_parser.hpp"
+#include "sasl_login.hpp"
 
 namespace mailaccess::pop3 {
 
 /// When USER/PASS and AUTH PLAIN/LOGIN are accepted on a connection without TLS.
-enum class PlaintextAuth {
-  Loopback,  ///< only when the peer is a loopback address (the default)
-  Always,
-  Never,
-};
+using PlaintextAuth = plugin_common::PlaintextAuth;
 
 /// The plugin's settings, read from the `pop3` config section once per session.
 struct Settings {
@@ -122,8 +119,7 @@ class Session final : public spi::ProtocolSession {
   void cmd_pass(const Command& cmd);
   void cmd_auth(const Command& cmd);
   void cmd_stls();
-  void sasl_input(std::string_view line);
-  void sasl_step(std::string_view input, bool has_input);
+  void sasl_result(plugin_common::SaslExchange::Step step);
   void verify(std::string user, std::string_view password, std::string_view method);
   void on_verified(Result<spi::AuthUser> result, const std::string& user,
                    const std::string& method);
@@ -159,8 +155,7 @@ class Session final : public spi::ProtocolSession {
   uint32_t bad_commands_ = 0;
 
   std::string user_;  ///< from USER, until PASS
-  std::unique_ptr<spi::SaslServer> sasl_;
-  std::string sasl_method_;
+  plugin_common::SaslExchange sasl_;
 
   std::string login_user_;
   std::shared_ptr<Maildrop> maildrop_;
