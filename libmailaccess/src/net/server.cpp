@@ -131,8 +131,8 @@ Result<int> open_tcp(const ListenerConfig& lc) {
   setsockopt(sock.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   // "::" then means IPv6 only, so "0.0.0.0" can be a listener of its own.
   if (res->ai_family == AF_INET6) setsockopt(sock.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (::bind(sock.fd, res->ai_addr, res->ai_addrlen) != 0 ||
-      ::listen(sock.fd, kListenBacklog) != 0) {
+  // listen() comes later (open_listeners()): until the server is ready, connecting is refused.
+  if (::bind(sock.fd, res->ai_addr, res->ai_addrlen) != 0) {
     int err = errno;
     std::string hint = err == EADDRINUSE ? " (another server running? change its port)" : "";
     return fail(
@@ -173,8 +173,7 @@ Result<int> open_unix(const ListenerConfig& lc) {
     return fail(ErrorCode::Internal,
                 "listener " + lc.name + ": cannot create a socket: " + errno_text(errno));
   }
-  if (::bind(sock.fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0 ||
-      ::listen(sock.fd, kListenBacklog) != 0) {
+  if (::bind(sock.fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
     return fail(ErrorCode::Perm, "listener " + lc.name + ": cannot listen on " + lc.address + ": " +
                                      errno_text(errno));
   }
@@ -349,6 +348,7 @@ struct Server::Impl {
   ~Impl() { close_prebound(); }
 
   // Binds every enabled listener's socket: done first, while the server may still be root.
+  // They listen (and so accept connections) only once the server is ready: open_listeners().
   Result<void> bind_listeners() {
     for (const ListenerConfig& lc : config->listeners()) {
       if (!lc.enabled) continue;
@@ -386,6 +386,13 @@ struct Server::Impl {
       }
       std::optional<int> fd = pre->second;
       prebound.erase(pre);
+      if (::listen(*fd, kListenBacklog) != 0) {
+        int err = errno;
+        ::close(*fd);
+        return fail(ErrorCode::Perm,
+                    "listener " + lc.name + ": cannot listen on " + lc.address + ": " +
+                        errno_text(err));
+      }
       auto l = std::make_unique<Listener>();
       l->server = this;
       l->factory = factory;
