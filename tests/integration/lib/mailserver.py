@@ -115,6 +115,22 @@ def wire(data):
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def _accepts(where):
+    """True when a TCP port on HOST (an int) or a unix socket (a path) accepts a connection."""
+    if isinstance(where, int):
+        s, target = socket.socket(socket.AF_INET, socket.SOCK_STREAM), (HOST, where)
+    else:
+        s, target = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), where
+    try:
+        s.settimeout(1)
+        s.connect(target)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 class Server:
     """`mailaccess serve` on free loopback ports, in its own temp state dir.
 
@@ -122,11 +138,13 @@ class Server:
     users: passwd-file users, each with the password `password(user)`.
     backend: "maildir" or "lmdb".
     settings: {"section.key": value} written into the config (e.g. {"imap.max_line": 8192}).
+    unix_listeners: names of LMTP listeners on unix sockets; `socket_path[name]` is where each
+    one listens (inside the state dir: sun_path holds 107 bytes).
     """
 
     def __init__(self, exe, plugin_dir, listeners=("imap", "imaps", "pop3", "lmtp"),
                  users=("demo",), backend="maildir", settings=None, threads=1, plugins=None,
-                 prefix="mailaccess-test-"):
+                 prefix="mailaccess-test-", unix_listeners=()):
         self.exe = os.path.abspath(exe)
         self.plugin_dir = os.path.abspath(plugin_dir)
         self.backend = backend
@@ -163,6 +181,10 @@ class Server:
             proto, tls = LISTENER_KINDS[name]
             lines += [f"[listeners.{name}]", f'protocol = "{proto}"', f'address = "{HOST}"',
                       f"port = {self.port[name]}", f'tls = "{tls}"', ""]
+        self.socket_path = {name: os.path.join(self.state_dir, name + ".sock")
+                            for name in unix_listeners}
+        for name, path in self.socket_path.items():
+            lines += [f"[listeners.{name}]", 'protocol = "lmtp"', f'address = "unix:{path}"', ""]
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines))
 
@@ -191,14 +213,11 @@ class Server:
                                      preexec_fn=limits, env=env)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
-        pending = set(self.port.values())
+        pending = set(self.port.values()) | set(self.socket_path.values())
         while True:
-            for port in list(pending):
-                try:
-                    socket.create_connection((HOST, port), timeout=1).close()
-                    pending.discard(port)
-                except OSError:
-                    pass
+            for where in list(pending):
+                if _accepts(where):
+                    pending.discard(where)
             if not pending:
                 return self
             if time.monotonic() > deadline or self.proc.poll() is not None:

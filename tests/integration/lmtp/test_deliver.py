@@ -22,7 +22,7 @@ class DeliverTest(unittest.TestCase):
     def setUpClass(cls):
         # No listeners are needed: deliver opens the store itself. The server is not started.
         cls.server = Server(users=["alice", "bob"], pop3=False,
-                            extra_toml="[lmtp]\nmax_message_size = 100000\n")
+                            settings={"lmtp.max_message_size": 100000})
 
     @classmethod
     def tearDownClass(cls):

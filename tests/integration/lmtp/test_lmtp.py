@@ -83,7 +83,7 @@ SAMPLE = (b"From: Sender <sender@example.org>\r\nTo: alice@test.example\r\n"
 class LmtpTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(users=USERS, extra_toml=f"[lmtp]\nmax_message_size = {MAX_SIZE}\n")
+        cls.server = Server(users=USERS, settings={"lmtp.max_message_size": MAX_SIZE})
         cls.server.start()
 
     @classmethod
