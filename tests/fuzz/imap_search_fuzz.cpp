@@ -41,8 +41,9 @@ constexpr std::string_view kMessages[] = {
 
 class Subject final : public SearchSubject {
  public:
-  Subject(uint32_t msn, spi::MessageInfo info, std::string_view raw)
-      : msn_(msn), info_(std::move(info)), raw_(raw), structure_(mime::parse(raw)) {}
+  Subject(uint32_t msn, spi::MessageInfo info, std::string_view raw,
+          const mime::MessageStructure& structure)
+      : msn_(msn), info_(std::move(info)), raw_(raw), structure_(structure) {}
   uint32_t msn() const override { return msn_; }
   const spi::MessageInfo& info() const override { return info_; }
   const mime::MessageStructure* structure() override {
@@ -59,7 +60,7 @@ class Subject final : public SearchSubject {
   uint32_t msn_;
   spi::MessageInfo info_;
   std::string_view raw_;
-  mime::MessageStructure structure_;
+  const mime::MessageStructure& structure_;
 };
 
 std::vector<std::pair<int64_t, int32_t>> g_dates;
@@ -95,8 +96,16 @@ void on_command(const Command& c) {
 
   static const std::string kBareLf =
       "Subject: no date, bare LF\nX-Long: " + std::string(300, 'x') + "\n\nbody\n";
-  std::vector<std::string_view> raws(std::begin(kMessages), std::end(kMessages));
-  raws.push_back(kBareLf);
+  static const std::vector<std::string_view> raws = [] {
+    std::vector<std::string_view> v(std::begin(kMessages), std::end(kMessages));
+    v.push_back(kBareLf);
+    return v;
+  }();
+  static const std::vector<mime::MessageStructure> structures = [] {
+    std::vector<mime::MessageStructure> v;
+    for (auto r : raws) v.push_back(mime::parse(r));
+    return v;
+  }();
 
   std::vector<uint32_t> saved = {2, 5};
   SearchEnv env;
@@ -118,10 +127,10 @@ void on_command(const Command& c) {
       info.internal_date = dates[d].first;
       info.internal_tz = dates[d].second;
       info.size = raws[m].size();
-      Subject s(static_cast<uint32_t>(m + 1), info, raws[m]);
+      Subject s(static_cast<uint32_t>(m + 1), info, raws[m], structures[m]);
       bool hit = search_match(*key, s, env);
       fuzz::expect(needs || !s.read_, "a key said to need no content read the message");
-      Subject t(static_cast<uint32_t>(m + 1), info, raws[m]);
+      Subject t(static_cast<uint32_t>(m + 1), info, raws[m], structures[m]);
       fuzz::expect(search_match(negated, t, env) != hit, "NOT k is not the complement of k");
     }
   }
