@@ -41,6 +41,8 @@ constexpr std::chrono::seconds kShutdownGrace{10};
 constexpr std::chrono::seconds kAcceptRetry{1};
 constexpr int kListenBacklog = 511;
 constexpr const char* kComponent = "server";
+// The peer "address" of a unix-socket connection.
+constexpr std::string_view kUnixPeer = "unix";
 
 const char* tls_mode_name(spi::TlsMode mode) {
   switch (mode) {
@@ -77,7 +79,7 @@ std::pair<std::string, bool> describe_peer(const sockaddr* sa) {
     inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
     return {buf, IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) != 0};
   }
-  return {"unix", true};
+  return {std::string(kUnixPeer), true};
 }
 
 // "127.0.0.1:1143" or "[::1]:1143" for a bound socket.
@@ -475,15 +477,19 @@ struct Server::Impl {
         refuse(l, fd);
         return;
       }
-      std::size_t& from_peer = per_ip[peer];
-      if (from_peer >= max_per_ip.load()) {
-        logf(LogLevel::Warning, kComponent, "",
-             "refused {} on {}: {} connections from this address (limits.connections_per_ip)", peer,
-             l.info->name, from_peer);
-        refuse(l, fd);
-        return;
+      // Unix-socket peers (the MTA on an LMTP socket) have no address to count per; they count
+      // in the total only.
+      if (peer != kUnixPeer) {
+        std::size_t& from_peer = per_ip[peer];
+        if (from_peer >= max_per_ip.load()) {
+          logf(LogLevel::Warning, kComponent, "",
+               "refused {} on {}: {} connections from this address (limits.connections_per_ip)",
+               peer, l.info->name, from_peer);
+          refuse(l, fd);
+          return;
+        }
+        ++from_peer;
       }
-      ++from_peer;
       ++connections;
       if (l.info->tls != spi::TlsMode::None) ctx = tls;
     }
@@ -516,7 +522,7 @@ struct Server::Impl {
     std::size_t open = 0;
     {
       std::lock_guard lock(mutex);
-      auto it = per_ip.find(peer);
+      auto it = peer == kUnixPeer ? per_ip.end() : per_ip.find(peer);
       if (it != per_ip.end() && --it->second == 0) per_ip.erase(it);
       open = --connections;
     }

@@ -87,6 +87,44 @@ class Connections(unittest.TestCase):
             admitted(s.port["lmtp"], b"220 ").close()
             b.close()
 
+    def test_unix_socket_peers_count_in_the_total_only(self):
+        # The MTA delivering over an LMTP unix socket has no address: many parallel deliveries
+        # must not be refused as "too many from one address".
+        s = mailserver.Server(EXE, PLUGINS, listeners=("imap",),
+                              settings={"limits.connections_per_ip": 1,
+                                        "limits.connections": 5})
+        try:
+            path = os.path.join(s.state_dir, "lmtp.sock")
+            with open(s.config_path, "a") as f:
+                f.write(f'\n[listeners.lmtpunix]\nprotocol = "lmtp"\naddress = "unix:{path}"\n')
+            s.start()
+            tcp = admitted(s.port["imap"], b"* OK")
+            socks = []
+            for _ in range(3):
+                u = socket.socket(socket.AF_UNIX)
+                u.settimeout(WAIT)
+                u.connect(path)
+                self.assertTrue(u.recv(512).startswith(b"220 "))
+                socks.append(u)
+            # The address limit still holds for TCP, and the total counts the unix peers.
+            line, closed = refused_with(s.port["imap"])
+            self.assertTrue(line.startswith(b"* BYE [UNAVAILABLE] "), line)
+            u = socket.socket(socket.AF_UNIX)
+            u.settimeout(WAIT)
+            u.connect(path)
+            self.assertTrue(u.recv(512).startswith(b"220 "))  # the 5th connection
+            socks.append(u)
+            u = socket.socket(socket.AF_UNIX)
+            u.settimeout(WAIT)
+            u.connect(path)
+            self.assertTrue(u.recv(512).startswith(b"421 4.3.2 "))  # the 6th
+            socks.append(u)
+            for u in socks:
+                u.close()
+            tcp.close()
+        finally:
+            s.cleanup()
+
     def test_total(self):
         with server(limits__connections=3) as s:
             clients = [admitted(s.port["pop3"], b"+OK") for _ in range(3)]
