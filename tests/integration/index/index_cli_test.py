@@ -158,6 +158,39 @@ def main():
         check(code == 0 and "ok" in out, "check is clean afterwards")
         check(search_uids(server, "body:the") == reference, "search after repair")
 
+        # Bad input: 10,000 recipients, a 5 MB single-line body, 3 MB of binary labelled
+        # text/plain, a broken charset. Indexed without failing; SEARCH finds what is there.
+        rcpts = ", ".join(f"recipient{i}@example.org" for i in range(10000))
+        specials = {
+            "many": (f"From: a@example.org\r\nTo: {rcpts}\r\nSubject: many\r\n\r\n"
+                     "hello\r\n").encode(),
+            "line": b"From: b@example.org\r\nSubject: line\r\n\r\n" + b"word " * 1000000
+                    + b"endmarkerxyz\r\n",
+            "binary": b"From: c@example.org\r\nSubject: binary\r\nContent-Type: text/plain\r\n\r\n"
+                      + os.urandom(3 << 20) + b"\r\nbinmarkerxyz\r\n",
+            "charset": b"From: d@example.org\r\nSubject: =?x-unknown?B?AAAA?= charset\r\n"
+                       b"Content-Type: text/plain; charset=x-no-such\r\n\r\n\xff\xfe caf\xe9 "
+                       b"charsetmarkerxyz\r\n",
+        }
+        for data in specials.values():
+            server.drop_into_new("demo", data)
+        code, out, err = cli(server, "index", "--user", "demo", "--mailbox", "INBOX", "--json")
+        last = json.loads(out.splitlines()[-1]) if out else {}
+        check(code == 0 and last.get("failures") == 0 and last.get("indexed") == 4,
+              f"pathological messages are indexed ({code} {err.strip()[-300:]})")
+        server.start()
+        for crit, subj in (('TO "recipient9999@"', "many"), ('BODY "endmarkerxyz"', "line"),
+                           ('BODY "binmarkerxyz"', "binary"), ('BODY "charsetmarkerxyz"', "charset"),
+                           ('SUBJECT "charset"', "charset")):
+            uids = imap_uids(server, crit)
+            subs = imap_uids(server, f'SUBJECT "{subj}"')
+            check(len(uids) == 1 and uids == [u for u in subs if u in uids],
+                  f"SEARCH {crit} finds the {subj} message")
+        code, out, err = cli(server, "search", "--user", "demo", "--mailbox", "INBOX",
+                             "to:recipient9999@ body:hello")
+        check(code == 0 and "\tmany" in out, "search finds it among 10,000 recipients")
+        server.stop()
+
         # An index left behind by a deleted mailbox is reported and removed.
         os.makedirs(os.path.join(server.state_dir, "index", "demo", "Gone"))
         code, out, err = cli(server, "index", "check", "--user", "demo")
