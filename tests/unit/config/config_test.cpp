@@ -346,5 +346,33 @@ TEST_F(ConfigTest, CoreKeysAreDocumented) {
   }
 }
 
+TEST_F(ConfigTest, SecurityAndLimitKeysHaveSafeDefaultsAndAreChecked) {
+  LoadOptions o;
+  o.state_dir = dir_;
+  auto c = Config::load(o);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ((*c)->tls_min_version(), "TLSv1.2");
+  EXPECT_TRUE((*c)->tls_prefer_server_ciphers());
+  EXPECT_EQ((*c)->tls_ciphers().find("CBC"), std::string::npos);
+  EXPECT_TRUE((*c)->server_user().empty());
+  EXPECT_FALSE((*c)->allow_root());
+  EXPECT_EQ((*c)->max_failures_per_ip(), 20u);
+  EXPECT_EQ((*c)->max_failures_per_user(), 30u);
+  EXPECT_EQ((*c)->failure_window(), std::chrono::seconds(900));
+  EXPECT_EQ((*c)->max_message_bytes(), 52428800u);
+  EXPECT_EQ((*c)->max_literal_bytes(), 65536u);
+  EXPECT_EQ((*c)->max_mailboxes(), 1000u);
+
+  for (const char* bad : {"tls.min_version=TLSv1.1", "server.group=mail",
+                          "auth.failure_window_seconds=0", "limits.mailboxes=0",
+                          "limits.message_bytes=10", "auth.max_failures_per_ip=-1"}) {
+    o.overrides = {bad};
+    auto r = Config::load(o);
+    ASSERT_FALSE(r) << bad;
+    std::string key(bad, std::string_view(bad).find('='));
+    EXPECT_NE(r.error().message.find(key), std::string::npos) << r.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace mailaccess
