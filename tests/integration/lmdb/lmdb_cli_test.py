@@ -11,13 +11,12 @@ import glob
 import os
 import poplib
 import random
-import select
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import mailserver  # noqa: E402
 
 EXE = PLUGIN_DIR = SOURCE_ROOT = None
 HOST = "127.0.0.1"
@@ -35,59 +34,33 @@ def corpus_files(count):
     return files[:count]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Env:
-    """A state directory with user demo and storage.backend = lmdb."""
+class Env(mailserver.Server):
+    """A state directory with the user demo (password "demo") and storage.backend = lmdb, for
+    the CLI; start() runs the server on it with pop3 and, when built, imap listeners."""
 
     def __init__(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="mailaccess-lmdb-")
-        self.dir = self.tmp.name
-        self.state = os.path.join(self.dir, "var")
-        self.pop3_port = free_port()
-        self.imap_port = free_port()
-        self.config = os.path.join(self.dir, "mailaccess.toml")
-        with open(self.config, "w") as f:
-            f.write(f"""[server]
-state_dir = "{self.state}"
-threads = 1
+        imap = os.path.exists(os.path.join(PLUGIN_DIR, "imap.so"))
+        super().__init__(EXE, PLUGIN_DIR, listeners=("pop3", "imap") if imap else ("pop3",),
+                         users=("demo",), backend="lmdb", prefix="mailaccess-lmdb-")
 
-[listeners.pop3]
-protocol = "pop3"
-address = "{HOST}"
-port = {self.pop3_port}
-tls = "none"
+    @staticmethod
+    def password(user):
+        return user
 
-[listeners.imap]
-protocol = "imap"
-address = "{HOST}"
-port = {self.imap_port}
-tls = "none"
-enabled = {str(os.path.exists(os.path.join(PLUGIN_DIR, "imap.so"))).lower()}
+    @property
+    def dir(self):
+        return self.state_dir
 
-[tls]
-self_signed = true
+    @property
+    def pop3_port(self):
+        return self.port["pop3"]
 
-[auth]
-failure_delay_ms = 0
-
-[storage]
-backend = "lmdb"
-path = "mail/%u/mail.lmdb"
-
-[pop3]
-plaintext_auth = "always"
-""")
-        self.run("user", "add", "demo", "--password-stdin", input=b"demo\n")
+    @property
+    def imap_port(self):
+        return self.port.get("imap")
 
     def run(self, *args, input=None, check=True):
-        p = subprocess.run([EXE, "--config", self.config, "--plugin-dir", PLUGIN_DIR] + list(args),
-                           input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=300)
+        p = self.run_cli(*args, stdin=input or b"", timeout=300)
         if check and p.returncode != 0:
             raise AssertionError(f"mailaccess {' '.join(args)} exited {p.returncode}:\n"
                                  f"{p.stdout.decode(errors='replace')}"
@@ -96,7 +69,7 @@ plaintext_auth = "always"
 
     @property
     def store(self):
-        return os.path.join(self.state, "mail", "demo", "mail.lmdb")
+        return self.store_path("demo")
 
 
 def make_maildir(root, files):
@@ -179,7 +152,7 @@ class ImportExportTest(unittest.TestCase):
         self.env = Env()
 
     def tearDown(self):
-        self.env.tmp.cleanup()
+        self.env.cleanup()
 
     def assert_same_mail(self, expected, got, boxes=None):
         for box in boxes or expected:
@@ -277,28 +250,10 @@ class ServerTest(unittest.TestCase):
 
     def setUp(self):
         self.env = Env()
-        self.proc = subprocess.Popen(
-            [EXE, "--config", self.env.config, "--plugin-dir", PLUGIN_DIR, "serve"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.env.dir)
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                socket.create_connection((HOST, self.env.pop3_port), timeout=1).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    out = self.proc.stdout.read().decode(errors="replace") if self.proc.poll() is not None else ""
-                    self.fail("server did not start: " + out)
-                select.select([self.proc.stdout], [], [], 0.05)
+        self.env.start()
 
     def tearDown(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.env.tmp.cleanup()
+        self.env.cleanup()
 
     def test_pop3_reads_what_deliver_wrote(self):
         message = b"From: a@example.org\nSubject: over lmdb\n\nline one\nline two\n"
@@ -318,7 +273,7 @@ class ServerTest(unittest.TestCase):
         c.quit()
 
     def test_imap_idle_sees_delivery_by_another_process(self):
-        if not os.path.exists(os.path.join(PLUGIN_DIR, "imap.so")):
+        if self.env.imap_port is None:
             self.skipTest("imap plugin not built")
         s = socket.create_connection((HOST, self.env.imap_port), timeout=TIMEOUT)
         f = s.makefile("rb")
@@ -334,10 +289,12 @@ class ServerTest(unittest.TestCase):
                     return lines
 
         f.readline()
+        self.assertIn(b"a1 OK", cmd("a1", "LOGIN demo demo")[-1])
+        # Extensions such as IDLE are listed once logged in (RFC 9051 §7.2.2 lets the list
+        # change after login).
         caps = b"".join(cmd("a0", "CAPABILITY"))
         if b"IDLE" not in caps:
             self.skipTest("IDLE not offered")
-        self.assertIn(b"a1 OK", cmd("a1", "LOGIN demo demo")[-1])
         self.assertIn(b"a2 OK", cmd("a2", "SELECT INBOX")[-1])
         s.sendall(b"a3 IDLE\r\n")
         self.assertTrue(f.readline().startswith(b"+"))
