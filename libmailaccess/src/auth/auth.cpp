@@ -142,7 +142,8 @@ class FailureTracker {
     unsigned n = 0;
     if (!peer.empty()) {
       unsigned c = bump(by_peer_, peer, now);
-      if (policy_.per_peer > 0 && c == policy_.per_peer) out.now_refused = "address " + printable(peer);
+      if (policy_.per_peer > 0 && c == policy_.per_peer)
+        out.now_refused = "address " + printable(peer);
       n = std::max(n, c);
     }
     if (!user.empty()) {
@@ -262,9 +263,10 @@ void finish(const std::shared_ptr<Shared>& shared, spi::EventLoop* loop, const s
   }
   auto outcome = shared->failures.record_failure(peer, user_key);
   if (!outcome.now_refused.empty()) {
-    auth_log(fmt::format("too many failed logins: {} refused for a while "
-                         "(auth.max_failures_per_ip, auth.max_failures_per_user)",
-                         outcome.now_refused));
+    auth_log(
+        fmt::format("too many failed logins: {} refused for a while "
+                    "(auth.max_failures_per_ip, auth.max_failures_per_user)",
+                    outcome.now_refused));
   }
   answer_after(loop, outcome.delay, std::move(result), std::move(done));
 }

@@ -245,8 +245,7 @@ Result<void> drop_privileges(const Config& config) {
   }
   // Groups first: once the uid is gone, the groups cannot be changed any more.
   if (::initgroups(pw.pw_name, gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
-    return fail(ErrorCode::Perm,
-                "cannot become server.user '" + name + "': " + errno_text(errno));
+    return fail(ErrorCode::Perm, "cannot become server.user '" + name + "': " + errno_text(errno));
   }
   bool back_to_root = uid != 0 && (::setuid(0) == 0 || ::seteuid(0) == 0);
   if (::getuid() != uid || ::geteuid() != uid || ::getgid() != gid || ::getegid() != gid ||
@@ -391,9 +390,8 @@ struct Server::Impl {
       if (::listen(*fd, kListenBacklog) != 0) {
         int err = errno;
         ::close(*fd);
-        return fail(ErrorCode::Perm,
-                    "listener " + lc.name + ": cannot listen on " + lc.address + ": " +
-                        errno_text(err));
+        return fail(ErrorCode::Perm, "listener " + lc.name + ": cannot listen on " + lc.address +
+                                         ": " + errno_text(err));
       }
       auto l = std::make_unique<Listener>();
       l->server = this;
@@ -458,9 +456,8 @@ struct Server::Impl {
   // (on an implicit-TLS listener it cannot, without a handshake the limit exists to avoid),
   // written once without waiting, then the socket is closed.
   static void refuse(const Listener& l, int fd) {
-    std::string_view line = l.info->tls == spi::TlsMode::Implicit
-                                ? std::string_view{}
-                                : l.factory->refusal_line();
+    std::string_view line =
+        l.info->tls == spi::TlsMode::Implicit ? std::string_view{} : l.factory->refusal_line();
     if (!line.empty()) (void)::send(fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     ::close(fd);
   }

@@ -14,9 +14,9 @@ using TlsContext = std::shared_ptr<SSL_CTX>;
 
 /// Protocol versions and ciphers of a server context (tls.* config keys).
 struct TlsOptions {
-  bool tls13_only = false;       ///< tls.min_version = "TLSv1.3"; else TLS 1.2 is the minimum
-  std::string ciphers;           ///< TLS 1.2 list (OpenSSL syntax); empty: the built-in list
-  std::string ciphersuites;      ///< TLS 1.3 suites; empty: OpenSSL's default
+  bool tls13_only = false;   ///< tls.min_version = "TLSv1.3"; else TLS 1.2 is the minimum
+  std::string ciphers;       ///< TLS 1.2 list (OpenSSL syntax); empty: the built-in list
+  std::string ciphersuites;  ///< TLS 1.3 suites; empty: OpenSSL's default
   bool prefer_server_ciphers = true;
 };
 
