@@ -1,6 +1,9 @@
 // Address lists (RFC 5322 §3.4, obsolete forms of §4.4) to ENVELOPE addresses (RFC 9051 §7.5.2).
-// Tolerant in the way Dovecot's message-address.c is: whatever cannot be read is skipped up to
-// the next ',' and a missing local part or domain is filled in, never invented elsewhere.
+// Tolerant: whatever cannot be read is skipped up to the next ',' and a missing local part or
+// domain is filled in, never invented elsewhere. RFC 5322 does not say how to read an invalid
+// list; reading on keeps every recipient that can be read. (Dovecot's message-address.c stops
+// the whole list at text after an angle-addr, "<a@b>junk, <c@d>": the Dovecot differential test
+// lists that difference.)
 
 #include "mime/mime_internal.hpp"
 
@@ -154,7 +157,8 @@ std::vector<Address> parse_address_list(std::string_view value) {
       Address a = addr_spec(t, k, close, std::move(name));
       if (a.name && a.name->empty()) a.name.reset();
       a.adl = std::move(adl);
-      // A comment after '>' may name an address without display name.
+      // A comment after '>' may name an address without display name; anything else there up
+      // to the next ',' is not part of an address (RFC 5322 §3.4) and is dropped.
       std::size_t after = close < n ? close + 1 : close;
       while (after < n && !is_special(t[after], ',') &&
              !(in_group && is_special(t[after], ';'))) {
