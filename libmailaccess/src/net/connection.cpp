@@ -260,11 +260,12 @@ void ConnectionImpl::process() {
   if (state_ != State::Open) return;
   check_writable();
   if (state_ != State::Open) return;
-  if (eof_ && !paused_ && evbuffer_get_length(bufferevent_get_input(bev_)) == 0 &&
-      !reader_.in_literal()) {
+  if (eof_ && !paused_ && evbuffer_get_length(bufferevent_get_input(bev_)) == 0) {
     // The peer closed its side and every complete line was handled: send what is queued, then
-    // close. A partial last line is dropped.
-    logf(LogLevel::Debug, "net", id_, "peer closed its side");
+    // close. A partial last line is dropped, and so is a literal cut short: its missing bytes
+    // can never come, and the session discards what it got of it when it is told of the close.
+    logf(LogLevel::Debug, "net", id_, "peer closed its side{}",
+         reader_.in_literal() ? " inside a literal" : "");
     close();
   }
 }
