@@ -185,6 +185,32 @@ void ConnectionImpl::on_event(bufferevent* bev, short what, void* arg) {
     }
     return;
   }
+  // Deferred callbacks arrive with their flags merged: a write that failed with ECONNRESET and the
+  // EOF read right after it come as one ERROR|EOF event. The error wins: nothing more can be
+  // sent, so a session waiting for its output to drain would otherwise wait forever.
+  if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+    int err = EVUTIL_SOCKET_ERROR();
+    std::string tls = tls_error_text(bev);
+    std::string why = !tls.empty() ? "TLS error: " + tls
+                      : err != 0   ? std::string("socket error: ") + std::strerror(err)
+                                   : std::string("connection error");
+    if (self->state_ == State::Handshaking || self->state_ == State::TlsHandshake) {
+      self->tls_failed(why.c_str());
+    } else {
+      self->finish(why.c_str());
+    }
+    return;
+  }
+  if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_WRITING)) {
+    // A TLS bufferevent that allows dirty shutdowns reports a failed write (ECONNRESET) as EOF
+    // while writing, with reading and writing both stopped: the connection is gone.
+    if (self->state_ == State::Handshaking || self->state_ == State::TlsHandshake) {
+      self->tls_failed("peer went away during the TLS handshake");
+    } else {
+      self->finish("peer went away (write failed)");
+    }
+    return;
+  }
   if (what & BEV_EVENT_EOF) {
     self->eof_ = true;
     switch (self->state_) {
@@ -199,18 +225,6 @@ void ConnectionImpl::on_event(bufferevent* bev, short what, void* arg) {
       default:
         self->finish("closed by peer");
         return;
-    }
-  }
-  if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-    int err = EVUTIL_SOCKET_ERROR();
-    std::string tls = tls_error_text(bev);
-    std::string why = !tls.empty() ? "TLS error: " + tls
-                      : err != 0   ? std::string("socket error: ") + std::strerror(err)
-                                   : std::string("connection error");
-    if (self->state_ == State::Handshaking || self->state_ == State::TlsHandshake) {
-      self->tls_failed(why.c_str());
-    } else {
-      self->finish(why.c_str());
     }
   }
 }
