@@ -24,6 +24,10 @@ std::atomic<uint64_t> g_next_id{0};
 constexpr std::size_t kReadChunk = 16 * 1024;
 // Events handed to a session per turn before other connections on the loop get theirs.
 constexpr int kEventBudget = 64;
+// Input is held back while more than this much output waits for the peer: a client that
+// pipelines commands and never reads their replies (a NOOP flood) must not make the server
+// buffer replies without bound. Sessions that stream (FETCH, RETR) stop well below it.
+constexpr std::size_t kInputHoldOutputBytes = 512 * 1024;
 // After our last byte is sent and the write side shut, how long to read and discard what the
 // peer still sends, so that closing does not reset the connection and destroy our last reply
 // in flight (nginx "lingering close").
@@ -160,7 +164,8 @@ void ConnectionImpl::on_wake(int, short, void* arg) {
 
 void ConnectionImpl::on_underlying_output(evbuffer*, const evbuffer_cb_info* info, void* arg) {
   auto* self = static_cast<ConnectionImpl*>(arg);
-  if (info->n_deleted > 0 && (self->want_writable_ || self->state_ == State::Closing)) {
+  if (info->n_deleted > 0 &&
+      (self->want_writable_ || self->input_held_ || self->state_ == State::Closing)) {
     self->schedule();
   }
 }
@@ -293,6 +298,11 @@ void ConnectionImpl::deliver_input() {
       schedule();  // fairness: the rest on the next turn
       return;
     }
+    if (raw_output_pending() > kInputHoldOutputBytes) {
+      hold_input();  // on_write() or on_underlying_output() brings us back when it drains
+      return;
+    }
+    if (input_held_) release_input();
     auto ev = reader_.next();
     if (!ev) {
       int n = evbuffer_remove(in, buf, sizeof buf);
@@ -314,6 +324,19 @@ void ConnectionImpl::deliver_input() {
         break;
     }
   }
+}
+
+void ConnectionImpl::hold_input() {
+  if (input_held_) return;
+  input_held_ = true;
+  // libevent stops reading the socket once this much input waits; the peer's sends then block
+  // in its own TCP window.
+  bufferevent_setwatermark(bev_, EV_READ, 0, reader_.line_limit() + 2);
+}
+
+void ConnectionImpl::release_input() {
+  input_held_ = false;
+  if (!paused_) bufferevent_setwatermark(bev_, EV_READ, 0, 0);
 }
 
 void ConnectionImpl::check_writable() {
@@ -438,7 +461,9 @@ void ConnectionImpl::pause_reading() noexcept {
 void ConnectionImpl::resume_reading() noexcept {
   if (!paused_) return;
   paused_ = false;
-  if (bev_ != nullptr && state_ == State::Open) bufferevent_setwatermark(bev_, EV_READ, 0, 0);
+  if (bev_ != nullptr && state_ == State::Open && !input_held_) {
+    bufferevent_setwatermark(bev_, EV_READ, 0, 0);
+  }
   schedule();
 }
 

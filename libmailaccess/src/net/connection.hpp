@@ -93,6 +93,8 @@ class ConnectionImpl final : public spi::Connection {
   void process();
   void deliver_input();
   void check_writable();
+  void hold_input();
+  void release_input();
   void begin_tls();
   void tls_failed(const char* why);
   void start_session();
@@ -121,6 +123,7 @@ class ConnectionImpl final : public spi::Connection {
   bool paused_ = false;
   bool eof_ = false;  // the peer closed its side; stop when input is used up
   bool want_writable_ = false;
+  bool input_held_ = false;  // too much output waits: no input goes to the session meanwhile
   bool close_notify_sent_ = false;
   bool write_failed_ = false;
   std::size_t writable_low_ = 0;
