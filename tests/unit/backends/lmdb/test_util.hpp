@@ -1,75 +1,21 @@
 #pragma once
-// Helpers shared by the LMDB backend's unit tests: a temp directory, a hand-driven event loop for
-// change-bus callbacks, deterministic test messages and whole-message reads.
+// Helpers shared by the LMDB backend's unit tests: the storage conformance harness's temp
+// directory and hand-driven event loop (for change-bus callbacks), deterministic test messages
+// and whole-message reads.
 
-#include <stdlib.h>
-
-#include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <filesystem>
-#include <functional>
-#include <mutex>
+#include <algorithm>
+#include <cstdlib>
+#include <span>
 #include <string>
 
-#include "mailaccess/spi/loop.hpp"
+#include "backend_harness.hpp"
 #include "mailaccess/spi/storage.hpp"
 
 namespace mailaccess::lmdb::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "mailaccess-lmdb-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-/// post() queues; run_until() runs queued callbacks until a condition holds or time runs out.
-class ManualLoop final : public spi::EventLoop {
- public:
-  void post(std::function<void()> fn) noexcept override {
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(fn));
-    }
-    cv_.notify_all();
-  }
-  std::unique_ptr<spi::Timer> make_timer(std::function<void()>) noexcept override {
-    return nullptr;
-  }
-  void run_blocking(std::function<void()> work, std::function<void()> done) noexcept override {
-    work();
-    done();
-  }
-  bool in_loop_thread() const noexcept override { return true; }
-
-  bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!pred()) {
-      std::unique_lock lock(mutex_);
-      if (!cv_.wait_until(lock, deadline, [&] { return !queue_.empty(); })) return pred();
-      auto fn = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      fn();
-    }
-    return true;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-};
+// The temp directory and the hand-driven loop are the storage conformance suite's.
+using mailaccess::testing::ManualLoop;
+using mailaccess::testing::TempDir;
 
 /// Message number `seq` in wire form; every 5th one spans several chunks.
 inline std::string test_message(unsigned seq) {
