@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,7 +15,23 @@
 
 #include <fmt/format.h>
 
+namespace mailaccess::config_detail {
+// toml++ 3.3.0 (Debian 12) guards some parser preconditions with assert(), or with
+// __builtin_assume() under NDEBUG, that malformed input can break ("[[[x]]]", a control
+// character in a table header: upstream marzer/tomlplusplus pull 301). Found by tests/fuzz.
+// Such a check becomes this exception, and the file is refused, in every build type.
+// (A check inside a noexcept function of toml++ still ends the process, as assert() did.)
+struct TomlCheckFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+[[noreturn]] inline void toml_check_failed(const char* what) { throw TomlCheckFailed(what); }
+}  // namespace mailaccess::config_detail
+#define TOML_ASSERT(expr) \
+  ((expr) ? void(0) : ::mailaccess::config_detail::toml_check_failed(#expr))
+#pragma push_macro("NDEBUG")
+#undef NDEBUG
 #include <toml++/toml.h>
+#pragma pop_macro("NDEBUG")
 
 namespace mailaccess {
 namespace {
@@ -676,6 +693,11 @@ Result<std::shared_ptr<Config>> Config::load(const LoadOptions& options) {
         return fail(ErrorCode::Params, fmt::format("{}:{}:{}: {}", *options.path,
                                                    region.begin.line, region.begin.column,
                                                    e.description()));
+      } catch (const config_detail::TomlCheckFailed& e) {
+        return fail(ErrorCode::Params,
+                    fmt::format("{}: not valid TOML (check the table headers and keys)",
+                                *options.path),
+                    e.what());
       }
     } else {
       impl->source = std::string(kEmbeddedSource);

@@ -164,6 +164,17 @@ TEST_F(ConfigTest, NonAsciiWhereAKeyBelongsIsRefusedWithItsLine) {
   }
 }
 
+// Found by tests/fuzz (config): toml++ 3.3.0 asserts (or, under NDEBUG, assumes) that a table
+// header starts with a key character, so these ended the process instead of being refused.
+TEST_F(ConfigTest, MalformedTableHeaderIsRefusedNotAborted) {
+  for (const char* text : {"[[[1]]]\n", "# x\n[\x01server]\n", "[[=\n", "[server]\n[[[a]]\n"}) {
+    auto c = load_text(text);
+    ASSERT_FALSE(c) << text;
+    EXPECT_EQ(c.error().code, ErrorCode::Params) << c.error().message;
+    EXPECT_NE(c.error().message.find("config.toml"), std::string::npos) << c.error().message;
+  }
+}
+
 TEST_F(ConfigTest, UnknownKeyInFileNamesFileLineAndKey) {
   std::string text =
       "[server]\n"
