@@ -153,6 +153,8 @@ void FtsService::run() noexcept {
       host_.log(spi::LogLevel::Warning, kComponent, "",
                 fmt::format("index {} {}: rebuilt ({})", user, mailbox, r->rebuilt_reason));
     }
+    // Load the vocabulary here, not in the next SEARCH on a loop thread.
+    searcher_.warm(user, mailbox);
     if (r->indexed > 0 || r->removed > 0) {
       host_.log(spi::LogLevel::Info, kComponent, "",
                 fmt::format("index {} {}: {} added, {} removed in {:.0f} ms", user, mailbox,

@@ -550,6 +550,26 @@ Searcher::Searcher(Settings settings)
     : settings_(std::move(settings)), impl_(std::make_unique<Impl>()) {}
 Searcher::~Searcher() = default;
 
+void Searcher::warm(std::string_view user, std::string_view mailbox) noexcept {
+  try {
+    std::string dir = mailbox_dir(settings_, user, mailbox);
+    std::error_code ec;
+    if (!fs::exists(fs::path(dir) / "iamglass", ec)) return;
+    auto e = impl_->entry(dir);
+    std::lock_guard lock(e->mutex);
+    e->db = std::make_unique<Xapian::Database>(dir);
+    std::string uuid = e->db->get_uuid();
+    if (uuid != e->uuid) {
+      e->loaded = false;
+      e->indexed.clear();
+      e->uuid = uuid;
+    }
+    refresh(*e);
+  } catch (...) {
+    // The next lookup tries again (and scans if it cannot read the index).
+  }
+}
+
 std::vector<Answer> Searcher::lookup(std::string_view user, std::string_view mailbox,
                                      uint32_t uidvalidity, std::span<const uint32_t> view_uids,
                                      const std::vector<Criterion>& criteria,

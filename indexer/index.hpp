@@ -114,6 +114,10 @@ class Searcher {
                              const std::vector<Criterion>& criteria,
                              std::size_t* unindexed = nullptr) noexcept;
 
+  /// Loads (or brings up to date) the cached vocabulary of a mailbox, so that the next lookup
+  /// does not pay for it on a loop thread. Called by the indexing worker after a sync.
+  void warm(std::string_view user, std::string_view mailbox) noexcept;
+
   const Settings& settings() const noexcept { return settings_; }
 
  private:
