@@ -38,105 +38,6 @@ std::map<std::string, std::weak_ptr<Env>>& registry() {
   return r;
 }
 
-// One inotify instance and one thread per process watch every environment's notify file. Linux
-// allows few inotify instances per user (fs.inotify.max_user_instances, 128 by default): one per
-// environment silently stopped cross-process notification past that many users.
-class NotifyWatcher {
- public:
-  // Never destroyed: its thread may outlive static destruction at exit, touching only this.
-  static NotifyWatcher& get() {
-    static auto* watcher = new NotifyWatcher();
-    return *watcher;
-  }
-
-  // Calls on_change on the watcher thread after each close-after-write of `path`. Returns a
-  // token for remove(), or 0 when the file cannot be watched.
-  uint64_t add(const std::string& path, std::function<void()> on_change) {
-    std::lock_guard lock(mutex_);
-    if (!start_locked()) return 0;
-    int wd = inotify_add_watch(fd_, path.c_str(), IN_CLOSE_WRITE);
-    if (wd < 0) return 0;
-    uint64_t token = ++next_;
-    subs_.emplace(token, Sub{wd, std::move(on_change)});
-    return token;
-  }
-
-  // After it returns, the callback of `token` is not running and never runs again.
-  void remove(uint64_t token) {
-    if (token == 0) return;
-    {
-      std::lock_guard lock(mutex_);
-      auto it = subs_.find(token);
-      if (it == subs_.end()) return;
-      const int wd = it->second.wd;
-      subs_.erase(it);
-      // inotify hands out one descriptor per inode: drop it when nobody else uses it.
-      bool shared = false;
-      for (const auto& [t, sub] : subs_) shared = shared || sub.wd == wd;
-      if (!shared) inotify_rm_watch(fd_, wd);
-    }
-    // Waits for a batch of callbacks that may have copied this one before the erase.
-    std::lock_guard wait(callback_mutex_);
-  }
-
- private:
-  struct Sub {
-    int wd;
-    std::function<void()> on_change;
-  };
-
-  bool start_locked() {
-    if (fd_ >= 0) return true;
-    fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd_ < 0) return false;
-    try {
-      std::thread([this] { run(); }).detach();
-    } catch (const std::system_error&) {
-      ::close(fd_);
-      fd_ = -1;
-      return false;
-    }
-    return true;
-  }
-
-  void run() {
-    alignas(inotify_event) char buf[4096];
-    for (;;) {
-      pollfd pfd{fd_, POLLIN, 0};
-      if (::poll(&pfd, 1, -1) < 0) continue;
-      std::vector<int> wds;
-      for (;;) {
-        ssize_t n = ::read(fd_, buf, sizeof buf);
-        if (n <= 0) break;
-        for (ssize_t off = 0; off < n;) {
-          auto* ev = reinterpret_cast<inotify_event*>(buf + off);
-          wds.push_back(ev->wd);
-          off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
-        }
-      }
-      // Callbacks run outside mutex_ (they take the environment's own locks, which add() may be
-      // called under) but inside callback_mutex_, which remove() waits for.
-      std::lock_guard batch(callback_mutex_);
-      std::vector<std::function<void()>> calls;
-      {
-        std::lock_guard lock(mutex_);
-        for (const auto& [token, sub] : subs_) {
-          if (std::find(wds.begin(), wds.end(), sub.wd) != wds.end()) {
-            calls.push_back(sub.on_change);
-          }
-        }
-      }
-      for (auto& call : calls) call();
-    }
-  }
-
-  std::mutex mutex_;           // fd_, subs_, next_
-  std::mutex callback_mutex_;  // held while a batch of callbacks runs
-  int fd_ = -1;
-  uint64_t next_ = 0;
-  std::map<uint64_t, Sub> subs_;
-};
-
 MDB_val val(std::string_view s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
 }
@@ -157,6 +58,133 @@ bool disk_nearly_full(const std::string& dir) {
 }
 
 }  // namespace
+
+// --- NotifyWatcher -----------------------------------------------------------------------------
+
+NotifyWatcher::~NotifyWatcher() { stop(); }
+
+uint64_t NotifyWatcher::add(const std::string& path, std::function<void()> on_change) {
+  std::lock_guard lock(mutex_);
+  if (!start_locked()) return 0;
+  int wd = inotify_add_watch(fd_, path.c_str(), IN_CLOSE_WRITE);
+  if (wd < 0) return 0;
+  uint64_t token = ++next_;
+  subs_.emplace(token, Sub{wd, std::move(on_change)});
+  return token;
+}
+
+void NotifyWatcher::remove(uint64_t token) {
+  if (token == 0) return;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = subs_.find(token);
+    if (it == subs_.end()) return;
+    const int wd = it->second.wd;
+    subs_.erase(it);
+    // inotify hands out one descriptor per inode: drop it when nobody else uses it.
+    bool shared = false;
+    for (const auto& [t, sub] : subs_) shared = shared || sub.wd == wd;
+    if (!shared && fd_ >= 0) inotify_rm_watch(fd_, wd);
+  }
+  // Waits for a batch of callbacks that may have copied this one before the erase.
+  std::lock_guard wait(callback_mutex_);
+}
+
+void NotifyWatcher::stop() noexcept {
+  std::thread thread;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    stopped_ = true;
+    subs_.clear();
+    thread = std::move(thread_);
+    if (wake_fd_ >= 0) {
+      uint64_t one = 1;
+      (void)!::write(wake_fd_, &one, sizeof one);
+    }
+  }
+  if (thread.joinable()) {
+    if (thread.get_id() == std::this_thread::get_id()) {
+      // Called from a callback: joining would wait for itself. The thread ends on the wake-up;
+      // its descriptors are left open. (The owner stops the watcher from its own thread and
+      // keeps a reference until then, so the object is never destroyed on this thread.)
+      thread.detach();
+      return;
+    }
+    thread.join();
+  }
+  std::lock_guard lock(mutex_);
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::close(wake_fd_);
+  fd_ = wake_fd_ = -1;
+}
+
+bool NotifyWatcher::running() const {
+  std::lock_guard lock(mutex_);
+  return thread_.joinable();
+}
+
+bool NotifyWatcher::start_locked() {
+  if (stopped_) return false;
+  if (fd_ >= 0) return true;
+  fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd_ < 0) return false;
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    ::close(fd_);
+    fd_ = -1;
+    return false;
+  }
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error&) {
+    ::close(fd_);
+    ::close(wake_fd_);
+    fd_ = wake_fd_ = -1;
+    return false;
+  }
+  return true;
+}
+
+void NotifyWatcher::run() {
+  int fd, wake;
+  {
+    std::lock_guard lock(mutex_);
+    fd = fd_;
+    wake = wake_fd_;
+  }
+  alignas(inotify_event) char buf[4096];
+  for (;;) {
+    pollfd pfds[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
+    if (::poll(pfds, 2, -1) < 0) continue;
+    if (pfds[1].revents != 0) return;  // stop()
+    std::vector<int> wds;
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      for (ssize_t off = 0; off < n;) {
+        auto* ev = reinterpret_cast<inotify_event*>(buf + off);
+        wds.push_back(ev->wd);
+        off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      }
+    }
+    // Callbacks run outside mutex_ (they take the environment's own locks, which add() may be
+    // called under) but inside callback_mutex_, which remove() waits for.
+    std::lock_guard batch(callback_mutex_);
+    std::vector<std::function<void()>> calls;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_) return;
+      for (const auto& [token, sub] : subs_) {
+        if (std::find(wds.begin(), wds.end(), sub.wd) != wds.end()) {
+          calls.push_back(sub.on_change);
+        }
+      }
+    }
+    for (auto& call : calls) call();
+  }
+}
 
 Error lmdb_error(int rc, std::string_view what) {
   std::string detail = "lmdb: " + std::string(what) + ": " + mdb_strerror(rc);
@@ -417,7 +445,7 @@ void Env::close_handle() noexcept {
 }
 
 Env::~Env() {
-  NotifyWatcher::get().remove(watch_token_);
+  if (options_.watcher) options_.watcher->remove(watch_token_);
   close_handle();
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
@@ -524,7 +552,10 @@ void Env::attach(spi::ChangeBus* bus, const std::string& user) {
   }
   // Outside bus_mutex_: callbacks publish under it while the watcher holds its own locks. The
   // watch is set before the first scan so no change falls between them.
-  uint64_t token = NotifyWatcher::get().add(dir_ + "/" + kNotifyFile, [this] { on_notify(); });
+  uint64_t token = 0;
+  if (options_.watcher) {
+    token = options_.watcher->add(dir_ + "/" + kNotifyFile, [this] { on_notify(); });
+  }
   std::lock_guard lock(watch_mutex_);
   watch_token_ = token;
   known_ = scan_mailboxes();

@@ -24,9 +24,58 @@
 
 namespace mailaccess::lmdb {
 
+class NotifyWatcher;
+
 struct EnvOptions {
   std::size_t initial_map_bytes = std::size_t{64} << 20;  ///< first map size of a new store
   std::size_t max_map_bytes = std::size_t{1} << 40;       ///< growth stops here (NoQuota)
+  /// Watches for commits of other processes. Without one, only this process's own commits are
+  /// published on the change bus. The lmdb plugin owns one for all its stores.
+  std::shared_ptr<NotifyWatcher> watcher;
+};
+
+/// One inotify instance and one thread that watch the notify file of every environment opened
+/// with it. Linux allows few inotify instances per user (fs.inotify.max_user_instances, 128 by
+/// default): one per environment silently stopped cross-process notification past that many
+/// users. The owner stops it (the lmdb plugin in Plugin::stop(), before its library may be
+/// unloaded); environments still holding it then just stop hearing other processes.
+class NotifyWatcher {
+ public:
+  NotifyWatcher() = default;
+  /// Stops the thread if stop() was not called.
+  ~NotifyWatcher();
+  NotifyWatcher(const NotifyWatcher&) = delete;
+  NotifyWatcher& operator=(const NotifyWatcher&) = delete;
+
+  /// Calls on_change on the watcher thread after each close-after-write of `path`. Starts the
+  /// thread on first use. Returns a token for remove(), or 0 when the file cannot be watched or
+  /// the watcher is stopped.
+  uint64_t add(const std::string& path, std::function<void()> on_change);
+  /// After it returns, the callback of `token` is not running and never runs again. Not to be
+  /// called from a callback.
+  void remove(uint64_t token);
+  /// Ends the thread (joined: no callback runs after it returns) and closes the inotify
+  /// instance. Idempotent; not to be called from a callback.
+  void stop() noexcept;
+  /// True while the thread runs (tests).
+  bool running() const;
+
+ private:
+  struct Sub {
+    int wd;
+    std::function<void()> on_change;
+  };
+  bool start_locked();
+  void run();
+
+  mutable std::mutex mutex_;   // fd_, wake_fd_, stopped_, thread_, subs_, next_
+  std::mutex callback_mutex_;  // held while a batch of callbacks runs
+  int fd_ = -1;                // inotify
+  int wake_fd_ = -1;           // eventfd: stop() wakes the thread's poll with it
+  bool stopped_ = false;
+  uint64_t next_ = 0;
+  std::map<uint64_t, Sub> subs_;
+  std::thread thread_;
 };
 
 struct Dbs {
@@ -166,7 +215,7 @@ class Env {
   // Mailbox id -> (name, highest modseq), to tell which mailboxes another process changed.
   using Snapshot = std::map<uint32_t, std::pair<std::string, uint64_t>>;
   Snapshot scan_mailboxes();
-  // Another process committed (the process-wide watcher thread).
+  // Another process committed (the watcher's thread).
   void on_notify();
 
   std::string dir_;
@@ -182,7 +231,7 @@ class Env {
   std::vector<std::pair<spi::ChangeBus*, std::string>> buses_;
   bool watching_ = false;  // under bus_mutex_
   std::mutex watch_mutex_;
-  uint64_t watch_token_ = 0;  // the process-wide watcher's token; under watch_mutex_
+  uint64_t watch_token_ = 0;  // options_.watcher's token; under watch_mutex_
   Snapshot known_;            // under watch_mutex_
   std::atomic<uint64_t> notifications_{0};
 };

@@ -1,5 +1,6 @@
 // The lmdb plugin: descriptor and factory only (the backend is lmdb_store.cpp).
 #include "lmdb_admin.hpp"
+#include "lmdb_env.hpp"
 #include "lmdb_store.hpp"
 #include "mailaccess/spi/host.hpp"
 #include "mailaccess/spi/plugin_abi.h"
@@ -18,11 +19,14 @@ class LmdbPlugin final : public spi::Plugin {
         {"lmdb.max_map_mb", spi::ConfigType::Integer, "1048576",
          "Largest LMDB map size, MiB; past it appends fail with an over-quota error"},
     });
+    options_.watcher = watcher_;
     backend_ = std::make_unique<Backend>(options_);
     admin_ = make_admin();
     host_.register_backend(*backend_);
     host_.register_service(kAdminService, admin_.get());
   }
+
+  ~LmdbPlugin() override { watcher_->stop(); }
 
   Result<void> start() noexcept override {
     EnvOptions options;
@@ -37,10 +41,13 @@ class LmdbPlugin final : public spi::Plugin {
     if (options.max_map_bytes < options.initial_map_bytes) {
       return fail(ErrorCode::Params, "lmdb.max_map_mb is smaller than lmdb.initial_map_mb");
     }
+    options.watcher = watcher_;
     options_ = options;
     return {};
   }
-  void stop() noexcept override {}
+  // The watcher's thread runs this library's code: it ends here, before the loader may unload
+  // the library. Stores still open after this stop hearing other processes' commits.
+  void stop() noexcept override { watcher_->stop(); }
 
  private:
   // Reads the options at each open, so stores opened after start() use the configured sizes.
@@ -57,6 +64,7 @@ class LmdbPlugin final : public spi::Plugin {
     const EnvOptions& options_;
   };
   spi::Host& host_;
+  std::shared_ptr<NotifyWatcher> watcher_ = std::make_shared<NotifyWatcher>();
   EnvOptions options_;
   std::unique_ptr<spi::StorageBackend> backend_;
   std::unique_ptr<LmdbAdmin> admin_;

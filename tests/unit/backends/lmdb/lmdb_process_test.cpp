@@ -98,8 +98,11 @@ TEST(LmdbProcessTest, ChangesInAnotherProcessReachTheBus) {
   ::close(go[0]);
 
   auto bus = make_change_bus();
-  auto store = open_store({"demo", path}, *bus);
+  EnvOptions options;
+  options.watcher = std::make_shared<NotifyWatcher>();
+  auto store = open_store({"demo", path}, *bus, options);
   ASSERT_TRUE(store);
+  EXPECT_TRUE(options.watcher->running());
   auto view = std::move(*(*store)->open("INBOX", false));
   ManualLoop loop;
   int calls = 0;
@@ -113,6 +116,36 @@ TEST(LmdbProcessTest, ChangesInAnotherProcessReachTheBus) {
   ASSERT_TRUE(changes);
   EXPECT_EQ(changes->appended, 1u);
   bus->unsubscribe(token);
+}
+
+TEST(LmdbProcessTest, StoppedWatcherEndsItsThreadAndTheStoreGoesOn) {
+  // The lmdb plugin stops its watcher in Plugin::stop(), before the loader may unload it; a
+  // store still open afterwards keeps working, it just no longer hears other processes.
+  TempDir dir;
+  std::string path = dir.path() + "/mail.lmdb";
+  auto bus = make_change_bus();
+  EnvOptions options;
+  options.watcher = std::make_shared<NotifyWatcher>();
+  EXPECT_FALSE(options.watcher->running());  // no thread until something is watched
+  auto store = open_store({"demo", path}, *bus, options);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(options.watcher->running());
+  options.watcher->stop();
+  EXPECT_FALSE(options.watcher->running());
+  options.watcher->stop();  // idempotent
+  EXPECT_EQ(options.watcher->add(path + "/changes", [] {}), 0u);
+  EXPECT_EQ(append_seq(**store, 1), 1u);
+  auto view = (*store)->open("INBOX", true);
+  ASSERT_TRUE(view);
+  EXPECT_EQ((*view)->count(), 1u);
+}
+
+TEST(LmdbProcessTest, WithoutAWatcherNothingIsWatched) {
+  TempDir dir;
+  auto bus = make_change_bus();
+  auto store = open_store({"demo", dir.path() + "/mail.lmdb"}, *bus);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(append_seq(**store, 1), 1u);
 }
 
 TEST(LmdbProcessTest, TwoProcessesAppendToOneEnvironment) {
