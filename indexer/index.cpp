@@ -99,13 +99,14 @@ bool build_document(const MessageText& text, Xapian::Document& doc) {
     doc.add_boolean_term(std::string(kTermScan));
     return false;
   }
-  std::unordered_set<std::string> terms;
+  std::vector<std::string> terms;
   auto add = [&](std::string_view prefix, const std::string& raw_text) {
     std::string folded = mime::casefold(raw_text);
     for_each_word(folded, [&](std::string_view w) {
-      std::string t(prefix);
+      std::string& t = terms.emplace_back();
+      t.reserve(prefix.size() + w.size());
+      t += prefix;
       t += w;
-      terms.insert(std::move(t));
     });
   };
   add(kPrefixHeaderBlock, text.header_block);
@@ -114,6 +115,9 @@ bool build_document(const MessageText& text, Xapian::Document& doc) {
     if (name.size() > kMaxFieldName || !indexed_header(name)) continue;
     add(header_prefix(name), value);
   }
+  // Sorted and unique before Xapian sees them: its document keeps a map of terms.
+  std::sort(terms.begin(), terms.end());
+  terms.erase(std::unique(terms.begin(), terms.end()), terms.end());
   if (terms.size() > kMaxTerms) {
     doc.add_boolean_term(std::string(kTermScan));
     return false;

@@ -24,7 +24,7 @@ namespace mailaccess::indexer {
 
 struct Settings {
   std::string root;                        ///< directory holding <user>/<mailbox>/ databases
-  std::size_t batch_messages = 1000;       ///< commit after this many messages
+  std::size_t batch_messages = 200;        ///< commit after this many messages
   std::size_t batch_bytes = 64u << 20;     ///< ... or after this much decoded text (memory cap)
 };
 

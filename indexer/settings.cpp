@@ -10,7 +10,7 @@ std::vector<spi::ConfigKey> config_keys() {
   return {
       {"fts_xapian.path", spi::ConfigType::String, "\"\"",
        "directory of the full-text index (default: <server.state_dir>/index)"},
-      {"fts_xapian.batch_messages", spi::ConfigType::Integer, "1000",
+      {"fts_xapian.batch_messages", spi::ConfigType::Integer, "200",
        "commit the index after this many messages"},
       {"fts_xapian.memory_mbytes", spi::ConfigType::Integer, "64",
        "commit the index once this much decoded text is held (caps indexing memory)"},
