@@ -268,6 +268,7 @@ Result<SyncResult> sync_mailbox(const Settings& settings, std::string_view user,
     result.removed = gone.size();
 
     uint64_t done = want.size() - missing.size();
+    if (options.on_progress && !missing.empty()) options.on_progress(done, result.total);
     std::size_t batch_docs = 0, batch_bytes = 0;
     auto commit = [&] {
       db.commit();

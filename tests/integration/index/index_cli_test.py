@@ -125,8 +125,10 @@ def main():
         p = subprocess.Popen(server.base_args() + ["index", "--user", "demo", "--mailbox",
                                                    "INBOX", "--rebuild", "--json"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = 0
         for line in p.stdout:
-            if b'"progress"' in line:
+            seen += b'"progress"' in line
+            if seen == 2:  # the first report is the start, the second follows a commit
                 p.send_signal(signal.SIGKILL)
                 break
         p.wait(timeout=60)
