@@ -131,8 +131,9 @@ constexpr uint64_t kCompactMinimum = 1000;
 
 // Writes a compacted copy beside `dir` and swaps it in; on any failure the original stays.
 void compact_in_place(const std::string& dir) {
-  std::string tmp = dir + ".compact";
-  std::string old = dir + ".old";
+  // '~' never appears in an escaped name, so these cannot be another mailbox's directory.
+  std::string tmp = dir + "~compact";
+  std::string old = dir + "~old";
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::remove_all(old, ec);
@@ -378,7 +379,10 @@ std::vector<std::string> indexed_mailboxes(const Settings& settings,
     std::error_code ec;
     for (auto it = fs::directory_iterator(user_dir(settings, user), ec);
          !ec && it != fs::directory_iterator(); it.increment(ec)) {
-      if (it->is_directory()) out.push_back(mailbox_of_dir(it->path().filename().string()));
+      std::string name = it->path().filename().string();
+      if (it->is_directory() && name.find('~') == std::string::npos) {
+        out.push_back(mailbox_of_dir(name));
+      }
     }
     std::sort(out.begin(), out.end());
   } catch (...) {
