@@ -88,12 +88,20 @@ std::string casefold(std::string_view s) {
       cp += 0x20;
     } else if (cp >= 0x400 && cp <= 0x40f) {
       cp += 0x50;
-    } else if ((cp >= 0x100 && cp <= 0x17f && cp != 0x130 && cp != 0x138 && cp != 0x149 &&
-                !(cp >= 0x139 && cp <= 0x148) && !(cp >= 0x179 && cp <= 0x17e)) ||
-               (cp >= 0x460 && cp <= 0x4ff && cp != 0x4c0)) {
+    } else if ((cp >= 0x100 && cp <= 0x177 && cp != 0x130 && cp != 0x138 && cp != 0x149 &&
+                !(cp >= 0x139 && cp <= 0x148)) ||
+               (cp >= 0x460 && cp <= 0x481) || (cp >= 0x48a && cp <= 0x4bf) ||
+               (cp >= 0x4d0 && cp <= 0x4ff)) {
       cp |= 1u;  // even = upper, odd = lower in these blocks
-    } else if ((cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17e)) {
+    } else if ((cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17e) ||
+               (cp >= 0x4c1 && cp <= 0x4ce)) {
       if (cp % 2 == 1) cp += 1;  // odd = upper here
+    } else if (cp == 0x178) {
+      cp = 0xff;  // Ÿ → ÿ
+    } else if (cp == 0x17f) {
+      cp = 's';  // long s
+    } else if (cp == 0x4c0) {
+      cp = 0x4cf;  // Cyrillic palochka
     } else if (cp == 0x3c2) {
       cp = 0x3c3;  // final sigma
     } else if (cp == 0xdf) {

@@ -137,6 +137,27 @@ TEST(CaseFold, LatinGreekCyrillic) {
   EXPECT_EQ(casefold("\xff"), "\xff");  // invalid bytes kept
 }
 
+// Found by tests/fuzz (search_query: folding twice changed the text): Ÿ was folded to Ź, and
+// the Cyrillic pairs after U+04C0 and the signs U+0482-U+0489 were treated as even/odd pairs.
+TEST(CaseFold, OddPairsAndSingletons) {
+  EXPECT_EQ(casefold("\xc5\xb8"), "\xc3\xbf");                        // Ÿ → ÿ
+  EXPECT_EQ(casefold("\xc5\xb9\xc5\xba\xc5\xbd"), "\xc5\xba\xc5\xba\xc5\xbe");  // ŹźŽ → źźž
+  EXPECT_EQ(casefold("\xc5\xbf"), "s");                                  // ſ → s
+  EXPECT_EQ(casefold("\xd3\x81\xd3\x82"), "\xd3\x82\xd3\x82");          // Ӂӂ → ӂӂ
+  EXPECT_EQ(casefold("\xd3\x80"), "\xd3\x8f");                         // Ӏ → ӏ
+  EXPECT_EQ(casefold("\xd2\x82\xd2\x83"), "\xd2\x82\xd2\x83");          // ҂ and a combining mark stay
+  EXPECT_EQ(casefold("\xd3\x90\xd2\x8a"), "\xd3\x91\xd2\x8b");          // Ӑ Ҋ → ӑ ҋ
+  // Folding is idempotent over the blocks it covers.
+  for (uint32_t cp = 0x80; cp < 0x500; ++cp) {
+    std::string s;
+    if (cp < 0x800) {
+      s.push_back(static_cast<char>(0xc0 | (cp >> 6)));
+      s.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+    }
+    EXPECT_EQ(casefold(casefold(s)), casefold(s)) << "U+" << std::hex << cp;
+  }
+}
+
 TEST(Sections, ParseAndResolve) {
   auto s = parse_section("1.2.HEADER.FIELDS (From \"To\")", false);
   ASSERT_TRUE(s);
