@@ -225,6 +225,12 @@ void ConnectionImpl::on_event(bufferevent* bev, short what, void* arg) {
         return;
       case State::Open:
       case State::Closing:  // the peer may still read what we flush
+        if (self->tls_active_ && self->raw_output_pending() > 0) {
+          // At a (dirty) EOF a TLS bufferevent stops writing as well. The peer may only have
+          // closed its sending side, so go on sending; if it is gone, the write fails and ends
+          // the connection, where waiting for the output to drain would never end.
+          bufferevent_enable(bev, EV_WRITE);
+        }
         self->process();
         return;
       default:
