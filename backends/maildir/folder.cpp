@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -231,8 +232,63 @@ Result<void> Folder::sync(bool force) {
   }
   auto lock = this->lock();
   if (!lock) return tl::unexpected(lock.error());
-  return scan_locked();
+  return scan_locked(force);
 }
+
+// ---- CurStamp -------------------------------------------------------------------------------
+
+CurStamp::CurStamp(Folder& folder) : folder_(folder) {
+  int64_t recorded = folder_.list_.stamp().cur;
+  // Whole-second timestamps: a tick is too long to trust an mtime we just caused.
+  if (recorded == 0 || recorded % kSecond == 0) return;
+  last_ = now();
+  clean_ = last_ == recorded;
+}
+
+CurStamp::CurStamp(Folder& folder, int64_t known) : folder_(folder) {
+  last_ = known;
+  clean_ = known != 0;
+}
+
+CurStamp& CurStamp::operator=(const CurStamp& other) {
+  clean_ = other.clean_;
+  last_ = other.last_;
+  return *this;
+}
+
+int64_t CurStamp::now() const {
+  struct stat st {};
+  if (::lstat((folder_.dir_ + "/cur").c_str(), &st) != 0) return -1;
+  return mtime_ns(st);
+}
+
+void CurStamp::before() {
+  if (clean_ && now() != last_) clean_ = false;
+}
+
+void CurStamp::after() {
+  if (!clean_) return;
+  last_ = now();
+  // A later change must leave a different mtime, or it would go unnoticed. With multigrain
+  // timestamps (Linux 6.13+: ext4, xfs, btrfs, tmpfs) the stat() above guarantees that: the
+  // next change gets a newer time even within the tick. With coarse timestamps it holds only
+  // once the coarse clock has moved past our change's tick; whole seconds are never enough.
+  if (last_ <= 0 || last_ % kSecond == 0) {
+    clean_ = false;
+  } else if (!folder_.store_.distinct_mtimes) {
+    struct timespec coarse {};
+    ::clock_gettime(CLOCK_REALTIME_COARSE, &coarse);
+    if (last_ >= static_cast<int64_t>(coarse.tv_sec) * kSecond + coarse.tv_nsec) clean_ = false;
+  }
+}
+
+void CurStamp::record(std::string& records, int64_t fresh) const {
+  const DirStamp& recorded = folder_.list_.stamp();
+  DirStamp next{clean_ ? last_ : recorded.cur, fresh};
+  if (next.cur != 0 && next != recorded) Uidlist::stamp_record(records, next);
+}
+
+void CurStamp::record(std::string& records) const { record(records, folder_.list_.stamp().fresh); }
 
 Result<MailboxLock> Folder::lock() {
   if (auto r = ensure_subdirs(); !r) return tl::unexpected(r.error());
@@ -388,10 +444,22 @@ void Folder::clean_tmp(int64_t now) {
   }
 }
 
-Result<void> Folder::scan_locked() {
+Result<void> Folder::scan_locked(bool full) {
   int64_t start = now_ns();
   auto before = stamps();
   if (!before) return tl::unexpected(before.error());
+  // cur/ needs listing only if something other than our own recorded changes touched it since
+  // it was last reconciled; new mail arrives in new/, which is always listed (it is small).
+  CurStamp cur_stamp(*this);
+  const bool list_cur = full || !cur_stamp.clean() || before->cur != list_.stamp().cur;
+  // An mtime seen by stat() can be recorded if no later change can repeat it: true at once
+  // with multigrain timestamps, otherwise once the clock has moved on (settled()).
+  auto trusted = [&](int64_t mtime) { return store_.distinct_mtimes || settled(mtime, start); };
+  if (list_cur) {
+    // The listing below reconciles cur/ as of `before`: that mtime may be recorded if it is
+    // trusted and only our own adoptions change cur/ from here on.
+    cur_stamp = CurStamp(*this, trusted(before->cur) ? before->cur : 0);
+  }
   bool moved = false;
   std::vector<Adopted> adopted;
 
@@ -399,7 +467,9 @@ Result<void> Folder::scan_locked() {
   auto fresh = list_files(dir_ + "/new");
   if (!fresh) return tl::unexpected(fresh.error());
   for (const auto& f : *fresh) {
+    cur_stamp.before();
     auto a = adopt(dir_ + "/new", f.name, "", false);
+    cur_stamp.after();
     if (!a) {
       store_.warn("cannot pick up " + dir_ + "/new/" + f.name + ": " + a.error().detail);
       continue;
@@ -410,59 +480,69 @@ Result<void> Folder::scan_locked() {
     }
   }
 
-  auto cur = list_files(dir_ + "/cur");
-  if (!cur) return tl::unexpected(cur.error());
-  std::unordered_map<std::string_view, const std::string*> on_disk;
-  on_disk.reserve(cur->size());
-  std::vector<const DirEntry*> duplicates;
-  for (const auto& f : *cur) {
-    if (f.type == DT_UNKNOWN && !is_regular(dir_ + "/cur/" + f.name)) continue;
-    auto base = parse_file_name(f.name).base;
-    if (!on_disk.emplace(base, &f.name).second) duplicates.push_back(&f);
-  }
-
   uint64_t modseq = list_.highest_modseq() + 1;
   std::string records;
   std::vector<std::string> gone;
-  std::unordered_set<std::string_view> known;
-  known.reserve(list_.entries().size());
-  for (const auto& e : list_.entries()) {
-    auto base = parse_file_name(e.file).base;
-    known.insert(base);
-    auto it = on_disk.find(base);
-    if (it == on_disk.end()) {
-      // Deleted by someone outside mailaccess (a MUA working on the Maildir directly).
-      Uidlist::expunge_record(records, e.uid, modseq);
-      gone.emplace_back(base);
-    } else if (*it->second != e.file) {
-      Entry changed = e;
-      changed.file = *it->second;
-      changed.modseq = modseq;
-      Uidlist::add_record(records, changed);
-    }
+  std::optional<std::vector<DirEntry>> cur;
+  if (list_cur) {
+    cur_listings()++;
+    auto listed = list_files(dir_ + "/cur");
+    if (!listed) return tl::unexpected(listed.error());
+    cur = std::move(*listed);
   }
-  // Files just moved over from new/ are already in `adopted`.
-  std::unordered_set<std::string> from_new;
-  for (const auto& a : adopted) from_new.emplace(parse_file_name(a.file).base);
-  for (const auto& [base, name] : on_disk) {
-    if (known.count(base) || from_new.count(std::string(base))) continue;
-    auto info = parse_file_name(*name).info;
-    auto a = adopt(dir_ + "/cur", *name, info, false);
-    if (!a) {
-      store_.warn("cannot pick up " + dir_ + "/cur/" + *name + ": " + a.error().detail);
-      continue;
+  if (cur) {
+    std::unordered_map<std::string_view, const std::string*> on_disk;
+    on_disk.reserve(cur->size());
+    std::vector<const DirEntry*> duplicates;
+    for (const auto& f : *cur) {
+      if (f.type == DT_UNKNOWN && !is_regular(dir_ + "/cur/" + f.name)) continue;
+      auto base = parse_file_name(f.name).base;
+      if (!on_disk.emplace(base, &f.name).second) duplicates.push_back(&f);
     }
-    if (*a) {
-      if ((*a)->file != *name) moved = true;
-      adopted.push_back(std::move(**a));
+    std::unordered_set<std::string_view> known;
+    known.reserve(list_.entries().size());
+    for (const auto& e : list_.entries()) {
+      auto base = parse_file_name(e.file).base;
+      known.insert(base);
+      auto it = on_disk.find(base);
+      if (it == on_disk.end()) {
+        // Deleted by someone outside mailaccess (a MUA working on the Maildir directly).
+        Uidlist::expunge_record(records, e.uid, modseq);
+        gone.emplace_back(base);
+      } else if (*it->second != e.file) {
+        Entry changed = e;
+        changed.file = *it->second;
+        changed.modseq = modseq;
+        Uidlist::add_record(records, changed);
+      }
     }
-  }
-  for (const DirEntry* f : duplicates) {
-    // Two files with one base: keep both messages, the second under a base of its own.
-    auto a = adopt(dir_ + "/cur", f->name, parse_file_name(f->name).info, true);
-    if (a && *a) {
-      moved = true;
-      adopted.push_back(std::move(**a));
+    // Files just moved over from new/ are already in `adopted`.
+    std::unordered_set<std::string> from_new;
+    for (const auto& a : adopted) from_new.emplace(parse_file_name(a.file).base);
+    for (const auto& [base, name] : on_disk) {
+      if (known.count(base) || from_new.count(std::string(base))) continue;
+      auto info = parse_file_name(*name).info;
+      cur_stamp.before();
+      auto a = adopt(dir_ + "/cur", *name, info, false);
+      cur_stamp.after();
+      if (!a) {
+        store_.warn("cannot pick up " + dir_ + "/cur/" + *name + ": " + a.error().detail);
+        continue;
+      }
+      if (*a) {
+        if ((*a)->file != *name) moved = true;
+        adopted.push_back(std::move(**a));
+      }
+    }
+    for (const DirEntry* f : duplicates) {
+      // Two files with one base: keep both messages, the second under a base of its own.
+      cur_stamp.before();
+      auto a = adopt(dir_ + "/cur", f->name, parse_file_name(f->name).info, true);
+      cur_stamp.after();
+      if (a && *a) {
+        moved = true;
+        adopted.push_back(std::move(**a));
+      }
     }
   }
   // New messages get UIDs in arrival order.
@@ -482,10 +562,8 @@ Result<void> Folder::scan_locked() {
     if (auto d = fsync_dir(dir_ + "/cur"); !d) return d;
     if (auto d = fsync_dir(dir_ + "/new"); !d) return d;
   }
-  if (!moved && settled(before->cur, start) && settled(before->fresh, start) &&
-      *before != list_.stamp()) {
-    Uidlist::stamp_record(records, *before);
-  }
+  // new/ as of `before` has been handled; its mtime is recorded once it can be trusted.
+  cur_stamp.record(records, trusted(before->fresh) ? before->fresh : list_.stamp().fresh);
   clean_tmp(start);
   if (auto a = list_.append(records); !a) return a;
   if (!gone.empty()) store_.cache->remove(gone);

@@ -40,6 +40,7 @@ struct StoreState {
   Watcher* watcher = nullptr;
   LogFn log;
   std::shared_ptr<Cache> cache;
+  bool distinct_mtimes = false;  ///< distinct_dir_mtimes() of the root's file system
   std::map<std::string, std::shared_ptr<Folder>> folders;  ///< by normalised name
 
   /// The directory of a normalised name (the root for INBOX).
@@ -74,8 +75,9 @@ class Folder {
   Result<void> sync(bool force = false);
   /// Takes the folder lock and brings the uidlist up to date (creating or rebuilding it).
   Result<MailboxLock> lock();
-  /// Scans cur/ and new/; the caller holds lock().
-  Result<void> scan_locked();
+  /// Scans new/ and, if `full` or cur/ changed behind our back since it was last reconciled,
+  /// cur/; the caller holds lock(). `full` is for callers that found a file missing.
+  Result<void> scan_locked(bool full = true);
   /// Gives letters to keywords that have none yet (caller holds lock()). Limit past 26.
   Result<void> add_keywords_locked(const std::vector<std::string>& keywords);
 
@@ -94,6 +96,7 @@ class Folder {
   Result<std::optional<Adopted>> adopt(const std::string& from_dir, const std::string& name,
                                        std::string_view info, bool new_base);
   void clean_tmp(int64_t now);
+  friend class CurStamp;
 
   StoreState& store_;
   std::string name_;
@@ -102,6 +105,42 @@ class Folder {
   KeywordMap keywords_;
   int64_t keywords_mtime_ = -1;
   ino_t keywords_ino_ = 0;
+};
+
+/// Carries the uidlist's record of cur/'s mtime across changes this process makes to cur/
+/// under the folder lock, so that its own appends, flag renames and expunges do not make the
+/// next sync list a 100,000-entry cur/ again.
+///
+/// Built after lock(): cur/ is "clean" when its mtime is still the recorded one. Each change is
+/// bracketed by before() and after(): before() checks that nobody else touched cur/ since the
+/// last after(); after() notes the mtime our change left. record() then adds a `D` record with
+/// that mtime, or nothing if an outside change was seen (the next sync lists cur/ in full).
+/// An mtime we caused is trusted only if a later change is sure to alter it: with multigrain
+/// timestamps (Linux 6.13+) always, with coarse ones only once the clock tick has passed, with
+/// whole-second ones never (after() decides; untrusted means the next sync lists cur/ as before).
+/// What remains: an outside change between the stat() calls around one of our renames is not
+/// seen until cur/ changes again or the file is accessed (a missing file forces a full scan),
+/// so a MUA's flag change can show up late; mail is never lost or shown twice.
+class CurStamp {
+ public:
+  explicit CurStamp(Folder& folder);
+  /// Starts from an mtime the caller has reconciled cur/ with (0: none, record nothing new).
+  CurStamp(Folder& folder, int64_t known);
+  CurStamp& operator=(const CurStamp& other);  ///< same folder
+  void before();
+  void after();
+  /// True while only our own changes touched cur/.
+  bool clean() const noexcept { return clean_; }
+  /// Appends the `D` record (if cur/ stayed ours and its mtime moved); `fresh` is the new/ mtime
+  /// to record with it.
+  void record(std::string& records, int64_t fresh) const;
+  void record(std::string& records) const;
+
+ private:
+  int64_t now() const;
+  Folder& folder_;
+  bool clean_ = false;
+  int64_t last_ = 0;
 };
 
 }  // namespace mailaccess::maildir

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <map>
+#include <mutex>
 
 namespace mailaccess::maildir {
 
@@ -153,6 +155,42 @@ std::string unique_base() {
 std::atomic<uint64_t>& message_file_opens() {
   static std::atomic<uint64_t> opens{0};
   return opens;
+}
+
+bool distinct_dir_mtimes(const std::string& dir) {
+  static std::mutex mutex;
+  static std::map<dev_t, bool> known;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return false;
+  std::lock_guard guard(mutex);
+  if (auto it = known.find(st.st_dev); it != known.end()) return it->second;
+  // Back-to-back changes, each after a stat(): with coarse timestamps they share the tick's
+  // mtime (unless a tick boundary falls in the microseconds between, hence several rounds).
+  std::string a = dir + "/.mtime-probe." + unique_base();
+  std::string b = a + ".b";
+  int fd = ::open(a.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return false;  // not cached: try again on the next call
+  ::close(fd);
+  bool distinct = true;
+  int64_t last = 0;
+  for (int round = 0; round < 8 && distinct; ++round) {
+    if (::rename(round % 2 ? b.c_str() : a.c_str(), round % 2 ? a.c_str() : b.c_str()) != 0 ||
+        ::stat(dir.c_str(), &st) != 0) {
+      distinct = false;
+      break;
+    }
+    distinct = mtime_ns(st) != last;
+    last = mtime_ns(st);
+  }
+  ::unlink(a.c_str());
+  ::unlink(b.c_str());
+  known.emplace(st.st_dev, distinct);
+  return distinct;
+}
+
+std::atomic<uint64_t>& cur_listings() {
+  static std::atomic<uint64_t> count{0};
+  return count;
 }
 
 }  // namespace mailaccess::maildir

@@ -48,5 +48,12 @@ std::string unique_base();
 /// Counts every open() of a message file by this backend (the bench checks that scanning
 /// metadata opens none).
 std::atomic<uint64_t>& message_file_opens();
+/// True if the file system under `dir` gives every change of a directory that was stat()ed
+/// since its last change a new mtime, even within one clock tick (multigrain timestamps, Linux
+/// 6.13+). Probed once per file system with a few renames in `dir` (a tmp/ directory).
+bool distinct_dir_mtimes(const std::string& dir);
+
+/// Counts full listings of a folder's cur/ (tests check that our own changes need none).
+std::atomic<uint64_t>& cur_listings();
 
 }  // namespace mailaccess::maildir

@@ -198,9 +198,12 @@ class MaildirAppend final : public spi::AppendStream {
       std::string info = info_from_flags(options_.flags, "", folder_->keywords());
       std::string file = make_file_name(base_, size_, info);
       final_path = folder_->cur_path(file);
+      CurStamp cur_stamp(*folder_);
+      cur_stamp.before();
       if (::rename(tmp_.c_str(), final_path.c_str()) != 0) {
         return tl::unexpected(sys_error("rename", final_path, errno));
       }
+      cur_stamp.after();
       auto& list = folder_->list();
       Entry e;
       e.uid = list.uidnext();
@@ -210,6 +213,7 @@ class MaildirAppend final : public spi::AppendStream {
       e.file = file;
       std::string record;
       Uidlist::add_record(record, e);
+      cur_stamp.record(record);
       auto durable = fsync_dir(folder_->dir() + "/cur");
       if (durable) durable = list.append(record);
       if (!durable) {
@@ -406,6 +410,7 @@ class MaildirMailbox final : public spi::Mailbox {
     std::vector<uint32_t> missing;
     for (int attempt = 0; attempt < 2 && !todo.empty(); ++attempt) {
       uint64_t modseq = list.highest_modseq() + 1;
+      CurStamp cur_stamp(*folder_);
       missing.clear();
       for (uint32_t uid : todo) {
         const Entry* e = list.find(uid);
@@ -423,6 +428,7 @@ class MaildirMailbox final : public spi::Mailbox {
         auto colon = e->file.rfind(":2,");
         std::string file = (colon == std::string::npos ? e->file : e->file.substr(0, colon)) +
                            ":2," + info;
+        cur_stamp.before();
         if (::rename(folder_->cur_path(e->file).c_str(), folder_->cur_path(file).c_str()) != 0) {
           if (errno == ENOENT) {
             missing.push_back(uid);  // renamed by another program: rescan and retry once
@@ -430,6 +436,7 @@ class MaildirMailbox final : public spi::Mailbox {
           }
           return tl::unexpected(sys_error("rename", folder_->cur_path(e->file), errno));
         }
+        cur_stamp.after();
         Entry changed = *e;
         changed.file = std::move(file);
         changed.modseq = modseq;
@@ -437,6 +444,7 @@ class MaildirMailbox final : public spi::Mailbox {
         result.changed.push_back(uid);
       }
       if (!records.empty()) {
+        cur_stamp.record(records);
         if (auto d = fsync_dir(folder_->dir() + "/cur"); !d) return tl::unexpected(d.error());
         if (auto a = list.append(records); !a) return tl::unexpected(a.error());
         records.clear();
@@ -473,9 +481,11 @@ class MaildirMailbox final : public spi::Mailbox {
       uint64_t modseq = list.highest_modseq() + 1;
       std::string records;
       std::vector<uint32_t> missing;
+      CurStamp cur_stamp(*folder_);
       for (uint32_t uid : todo) {
         const Entry* e = list.find(uid);
         if (!e) continue;
+        cur_stamp.before();
         if (::unlink(folder_->cur_path(e->file).c_str()) != 0) {
           if (errno == ENOENT) {
             missing.push_back(uid);
@@ -483,11 +493,13 @@ class MaildirMailbox final : public spi::Mailbox {
           }
           return tl::unexpected(sys_error("unlink", folder_->cur_path(e->file), errno));
         }
+        cur_stamp.after();
         Uidlist::expunge_record(records, uid, modseq);
         guids.emplace_back(parse_file_name(e->file).base);
         removed.push_back(uid);
       }
       if (!records.empty()) {
+        cur_stamp.record(records);
         if (auto d = fsync_dir(folder_->dir() + "/cur"); !d) return tl::unexpected(d.error());
         if (auto a = list.append(records); !a) return tl::unexpected(a.error());
       }
@@ -539,6 +551,7 @@ class MaildirMailbox final : public spi::Mailbox {
     std::string records;
     std::vector<std::pair<std::string, std::string>> cache_copies;
     std::vector<std::string> created;
+    CurStamp cur_stamp(to);
     for (uint32_t uid : todo) {
       const Entry* e = src_list.find(uid);
       if (!e) continue;
@@ -547,7 +560,9 @@ class MaildirMailbox final : public spi::Mailbox {
       std::string base = unique_base();
       std::string file = make_file_name(base, fname.size.value_or(0),
                                         info_from_flags(flags, "", to.keywords()));
+      cur_stamp.before();
       auto copied = copy_file(folder_->cur_path(e->file), to, base, file);
+      cur_stamp.after();
       if (!copied) {
         for (const auto& path : created) ::unlink(path.c_str());
         return tl::unexpected(copied.error());
@@ -566,6 +581,7 @@ class MaildirMailbox final : public spi::Mailbox {
       cache_copies.emplace_back(std::string(fname.base), base);
     }
     if (!records.empty()) {
+      cur_stamp.record(records);
       auto durable = fsync_dir(to.dir() + "/cur");
       if (durable) durable = dst_list.append(records);
       if (!durable) {
@@ -1111,6 +1127,7 @@ Result<std::unique_ptr<spi::Store>> MaildirBackend::open_store(const spi::StoreL
     st->watcher = &watcher_;
     st->log = log_;
     st->cache = Cache::open(where.path);
+    st->distinct_mtimes = distinct_dir_mtimes(where.path + "/tmp");
     return std::make_unique<MaildirStore>(std::move(st));
   } catch (const std::exception& e) {
     return fail(ErrorCode::Internal, "Storage error", e.what());

@@ -137,19 +137,26 @@ Result<Uidlist::State> Uidlist::refresh() {
     dev_ = fst.st_dev;
     ino_ = fst.st_ino;
   }
-  // Read everything past the consumed offset; keep an incomplete last line for later.
+  // Read everything past the consumed offset in one go (the size is known, so a 100,000-line
+  // list is one allocation and one pread); keep an incomplete last line for later. Bytes
+  // appended after the fstat() are read by the next refresh().
+  struct stat now {};
+  if (::fstat(fd_, &now) != 0) return tl::unexpected(sys_error("fstat", path_, errno));
   std::string buf;
-  char chunk[65536];
-  uint64_t pos = offset_;
-  while (true) {
-    ssize_t n = ::pread(fd_, chunk, sizeof chunk, static_cast<off_t>(pos));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return tl::unexpected(sys_error("read", path_, errno));
+  if (static_cast<uint64_t>(now.st_size) > offset_) {
+    buf.resize(static_cast<std::size_t>(static_cast<uint64_t>(now.st_size) - offset_));
+    std::size_t got = 0;
+    while (got < buf.size()) {
+      ssize_t n =
+          ::pread(fd_, buf.data() + got, buf.size() - got, static_cast<off_t>(offset_ + got));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return tl::unexpected(sys_error("read", path_, errno));
+      }
+      if (n == 0) break;  // truncated meanwhile: a rewrite, noticed by its new inode next time
+      got += static_cast<std::size_t>(n);
     }
-    if (n == 0) break;
-    buf.append(chunk, static_cast<std::size_t>(n));
-    pos += static_cast<uint64_t>(n);
+    buf.resize(got);
   }
   auto last_nl = buf.rfind('\n');
   if (last_nl != std::string::npos) {

@@ -1,6 +1,7 @@
-// Maildir storage figures for a large mailbox: append rate, open time with a warm cache, a
-// metadata scan (flags, sizes, ENVELOPE from the cache) that must open no message file,
-// range-read throughput and peak RSS.
+// Maildir storage figures for a large mailbox: append rate (and its CPU and bytes written per
+// message as the mailbox grows), open time with a warm cache, a metadata scan (flags, sizes,
+// ENVELOPE from the cache) that must open no message file, range-read throughput, appends
+// into a mailbox a session has open, and peak RSS.
 //
 //   meson test -C BUILD --benchmark --suite storage -v
 //
@@ -36,6 +37,15 @@ namespace {
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// User + system CPU time of this process, in seconds: unlike wall time it does not count
+// waiting for a disk that other processes keep busy.
+double cpu_seconds() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 long env_long(const char* name, long fallback) {
@@ -87,6 +97,17 @@ bool append_one(spi::Store& store, const std::string& corpus_msg, long i) {
   return static_cast<bool>((*stream)->commit());
 }
 
+// Bytes this process caused to be written to storage (/proc/self/io write_bytes); 0 if unknown.
+double written_bytes() {
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  double value = 0;
+  while (in >> key >> value) {
+    if (key == "write_bytes:") return value;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main() {
@@ -127,16 +148,39 @@ int main() {
   mailaccess::maildir::set_fsync_enabled(false);
   t = Clock::now();
   long bulk_start = n;
+  // The rate per 10,000 messages shows whether an append costs more as the mailbox grows.
+  constexpr long kWindow = 10000;
+  auto window_start = Clock::now();
+  double window_cpu = cpu_seconds();
+  double window_written = written_bytes();
+  long window_from = n;
+  std::string windows;
   for (; n < target && seconds_since(t) < budget; ++n) {
     if (!append_one(**store, corpus[n % corpus.size()], n)) {
       std::fprintf(stderr, "append %ld failed\n", n);
       failures++;
       break;
     }
+    if ((n + 1) % kWindow == 0) {
+      char line[160];
+      double cpu = cpu_seconds();
+      double written = written_bytes();
+      double count = static_cast<double>(n + 1 - window_from);
+      std::snprintf(line, sizeof line,
+                    "  up to %6ld messages:   %8.0f msgs/s, %6.0f us CPU, %6.1f KB written each\n",
+                    n + 1, count / seconds_since(window_start), (cpu - window_cpu) * 1e6 / count,
+                    (written - window_written) / 1024 / count);
+      windows += line;
+      window_cpu = cpu;
+      window_written = written;
+      window_start = Clock::now();
+      window_from = n + 1;
+    }
   }
   double bulk_rate = (n - bulk_start) / seconds_since(t);
   mailaccess::maildir::set_fsync_enabled(true);
   std::printf("append (fsync off):       %8.0f msgs/s  (%ld messages)\n", bulk_rate, n - bulk_start);
+  std::fputs(windows.c_str(), stdout);
   if (n < target) std::printf("note: time budget reached after %ld messages\n", n);
   store->reset();
 
@@ -216,6 +260,34 @@ int main() {
   double rt = seconds_since(t);
   std::printf("range reads (4 KiB):      %8.0f reads/s, %.1f MB/s\n", reads / rt,
               bytes / rt / 1e6);
+
+  // 5. Appends while a session has the mailbox open and catches up after each one, as an IMAP
+  // client appending to its selected mailbox or an IDLE session during deliveries does.
+  {
+    auto s = backend.open_store(spi::StoreLocation{"bench", root}, *bus);
+    auto view = s ? (*s)->open("INBOX", false) : tl::unexpected(s.error());
+    if (!view) return 1;
+    mailaccess::maildir::set_fsync_enabled(false);
+    const long extra = std::min<long>(target, 2000);
+    long k = 0;
+    double cpu = cpu_seconds();
+    t = Clock::now();
+    for (; k < extra && seconds_since(t) < 30; ++k) {
+      if (!append_one(**s, corpus[(n + k) % corpus.size()], n + k)) break;
+      auto changes = (*view)->refresh();
+      if (!changes || changes->appended != 1) {
+        std::fprintf(stderr, "the open view did not see append %ld\n", n + k);
+        failures++;
+        break;
+      }
+    }
+    double rate = k / seconds_since(t);
+    mailaccess::maildir::set_fsync_enabled(true);
+    std::printf(
+        "append + refresh of an open view (fsync off): %6.0f msgs/s, %6.0f us CPU each "
+        "(%ld messages into %ld)\n",
+        rate, (cpu_seconds() - cpu) * 1e6 / std::max<long>(k, 1), k, n);
+  }
 
   struct rusage ru {};
   ::getrusage(RUSAGE_SELF, &ru);
