@@ -4,6 +4,9 @@
 // and the next run goes on from there. `mailaccess index status` and `mailaccess index check
 // [--repair]` report and reconcile index and store.
 
+#include "index.hpp"
+
+#include <fmt/format.h>
 #include <signal.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -13,14 +16,11 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
 #include "commands.hpp"
-#include "index.hpp"
 #include "index_common.hpp"
 
 namespace mailaccess::cli {
@@ -87,8 +87,10 @@ void run_index(const GlobalOptions& global, const IndexOptions& opts) {
       so.wait_for_lock = true;
       so.on_wait = [&] {
         if (opts.json) {
-          fmt::print("{}\n", nlohmann::json{{"event", "waiting"}, {"user", user}, {"mailbox", name},
-                                             {"reason", "index locked by another writer"}}
+          fmt::print("{}\n", nlohmann::json{{"event", "waiting"},
+                                            {"user", user},
+                                            {"mailbox", name},
+                                            {"reason", "index locked by another writer"}}
                                  .dump());
         } else {
           fmt::print(stderr,
@@ -107,9 +109,12 @@ void run_index(const GlobalOptions& global, const IndexOptions& opts) {
         double rate = secs > 0 ? double(done - start_done) / secs : 0;
         double eta = rate > 0 ? double(total - done) / rate : -1;
         if (opts.json) {
-          fmt::print("{}\n", nlohmann::json{{"event", "progress"}, {"user", user}, {"mailbox", name},
-                                             {"done", done}, {"total", total},
-                                             {"rate", static_cast<int64_t>(rate)}}
+          fmt::print("{}\n", nlohmann::json{{"event", "progress"},
+                                            {"user", user},
+                                            {"mailbox", name},
+                                            {"done", done},
+                                            {"total", total},
+                                            {"rate", static_cast<int64_t>(rate)}}
                                  .dump());
         } else if (tty) {
           int width = 30;
@@ -128,9 +133,11 @@ void run_index(const GlobalOptions& global, const IndexOptions& opts) {
       if (!r) {
         ++failures;
         if (opts.json) {
-          fmt::print("{}\n", nlohmann::json{{"event", "error"}, {"user", user}, {"mailbox", name},
-                                             {"error", r.error().message},
-                                             {"detail", r.error().detail}}
+          fmt::print("{}\n", nlohmann::json{{"event", "error"},
+                                            {"user", user},
+                                            {"mailbox", name},
+                                            {"error", r.error().message},
+                                            {"detail", r.error().detail}}
                                  .dump());
         } else {
           fmt::print(stderr, "mailaccess: {} {}: {} ({})\n", user, name, r.error().message,
@@ -145,24 +152,31 @@ void run_index(const GlobalOptions& global, const IndexOptions& opts) {
       total_mail += r->mail_bytes;
       auto st = indexer::read_state(core.settings, user, name);
       if (opts.json) {
-        fmt::print("{}\n",
-                   nlohmann::json{{"event", "mailbox"}, {"user", user}, {"mailbox", name},
-                                  {"messages", r->total}, {"indexed", r->indexed},
-                                  {"removed", r->removed}, {"scan_only", r->scan_only},
-                                  {"unreadable", r->unreadable}, {"rebuilt", r->rebuilt},
-                                  {"rebuilt_reason", r->rebuilt_reason},
-                                  {"cancelled", r->cancelled}, {"seconds", secs},
-                                  {"mail_bytes", r->mail_bytes}, {"index_bytes", st.disk_bytes}}
-                       .dump());
+        fmt::print("{}\n", nlohmann::json{{"event", "mailbox"},
+                                          {"user", user},
+                                          {"mailbox", name},
+                                          {"messages", r->total},
+                                          {"indexed", r->indexed},
+                                          {"removed", r->removed},
+                                          {"scan_only", r->scan_only},
+                                          {"unreadable", r->unreadable},
+                                          {"rebuilt", r->rebuilt},
+                                          {"rebuilt_reason", r->rebuilt_reason},
+                                          {"cancelled", r->cancelled},
+                                          {"seconds", secs},
+                                          {"mail_bytes", r->mail_bytes},
+                                          {"index_bytes", st.disk_bytes}}
+                               .dump());
       } else {
         if (r->rebuilt) fmt::print("{} {}: rebuilt ({})\n", user, name, r->rebuilt_reason);
-        fmt::print("{} {}: {} messages, {} indexed, {} removed{} in {:.1f}s ({:.0f} msg/s), "
-                   "index {} KiB{}\n",
-                   user, name, r->total, r->indexed, r->removed,
-                   r->scan_only ? fmt::format(", {} too large (always verified)", r->scan_only)
-                                : std::string(),
-                   secs, secs > 0 ? double(r->indexed) / secs : 0.0, st.disk_bytes / 1024,
-                   r->cancelled ? " - interrupted; run again to finish" : "");
+        fmt::print(
+            "{} {}: {} messages, {} indexed, {} removed{} in {:.1f}s ({:.0f} msg/s), "
+            "index {} KiB{}\n",
+            user, name, r->total, r->indexed, r->removed,
+            r->scan_only ? fmt::format(", {} too large (always verified)", r->scan_only)
+                         : std::string(),
+            secs, secs > 0 ? double(r->indexed) / secs : 0.0, st.disk_bytes / 1024,
+            r->cancelled ? " - interrupted; run again to finish" : "");
       }
       std::fflush(stdout);
     }
@@ -170,11 +184,15 @@ void run_index(const GlobalOptions& global, const IndexOptions& opts) {
   }
   double secs = std::chrono::duration<double>(Clock::now() - t_all).count();
   if (opts.json) {
-    fmt::print("{}\n", nlohmann::json{{"event", "done"}, {"indexed", total_indexed},
-                                       {"removed", total_removed}, {"scan_only", total_scan},
-                                       {"failures", failures}, {"interrupted", g_cancel.load()},
-                                       {"seconds", secs}, {"text_bytes", total_text},
-                                       {"mail_bytes", total_mail}}
+    fmt::print("{}\n", nlohmann::json{{"event", "done"},
+                                      {"indexed", total_indexed},
+                                      {"removed", total_removed},
+                                      {"scan_only", total_scan},
+                                      {"failures", failures},
+                                      {"interrupted", g_cancel.load()},
+                                      {"seconds", secs},
+                                      {"text_bytes", total_text},
+                                      {"mail_bytes", total_mail}}
                            .dump());
   }
   if (g_cancel) exit_command(130, opts.json ? "" : "interrupted: run the same command to resume");
@@ -240,8 +258,8 @@ std::vector<MailboxReport> survey(IndexCore& core, const IndexOptions& opts, boo
             }))
           continue;
         MailboxReport rep;
-      rep.user = user;
-      rep.mailbox = name;
+        rep.user = user;
+        rep.mailbox = name;
         rep.orphan = true;
         rep.index_bytes = indexer::read_state(core.settings, user, name).disk_bytes;
         out.push_back(rep);
@@ -261,8 +279,8 @@ void print_table(const std::vector<MailboxReport>& reps) {
   fmt::print("{:<16} {:<24} {:>9} {:>9} {:>9} {:>7} {:>10}  {}\n", "USER", "MAILBOX", "MESSAGES",
              "INDEXED", "MISSING", "STALE", "INDEX KiB", "PROBLEM");
   for (const auto& r : reps) {
-    fmt::print("{:<16} {:<24} {:>9} {:>9} {:>9} {:>7} {:>10}  {}\n", r.user, r.mailbox,
-               r.messages, r.indexed, r.missing, r.stale, r.index_bytes / 1024,
+    fmt::print("{:<16} {:<24} {:>9} {:>9} {:>9} {:>7} {:>10}  {}\n", r.user, r.mailbox, r.messages,
+               r.indexed, r.missing, r.stale, r.index_bytes / 1024,
                r.orphan ? "index without mailbox" : r.problem);
   }
 }
@@ -313,8 +331,8 @@ void run_check(const GlobalOptions& global, const IndexOptions& opts) {
         ++failed;
         action = "repair failed: " + s.error().message;
       } else {
-        action = fmt::format("{}indexed {}, removed {}", s->rebuilt ? "rebuilt, " : "",
-                             s->indexed, s->removed);
+        action = fmt::format("{}indexed {}, removed {}", s->rebuilt ? "rebuilt, " : "", s->indexed,
+                             s->removed);
         ++repaired;
       }
     }
@@ -323,9 +341,11 @@ void run_check(const GlobalOptions& global, const IndexOptions& opts) {
   if (opts.json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& r : reps) arr.push_back(to_json(r));
-    fmt::print("{}\n", nlohmann::json{{"mailboxes", arr}, {"problems", problems},
-                                       {"repairs", actions}, {"failed", failed}}
-                           .dump());
+    fmt::print(
+        "{}\n",
+        nlohmann::json{
+            {"mailboxes", arr}, {"problems", problems}, {"repairs", actions}, {"failed", failed}}
+            .dump());
   } else {
     print_table(reps);
     for (const auto& a : actions) {
@@ -354,16 +374,19 @@ void add_index_command(CLI::App& app, GlobalOptions& global) {
   cmd->add_flag("--json", opts->json, "Progress and results as JSON lines");
   cmd->require_subcommand(0, 1);
 
-  auto* status = cmd->add_subcommand("status", "Per user and mailbox: messages indexed, missing, stale");
+  auto* status =
+      cmd->add_subcommand("status", "Per user and mailbox: messages indexed, missing, stale");
   status->add_option("-u,--user", opts->user, "Only this user (default: every user)");
   status->add_option("-m,--mailbox", opts->mailbox, "Only this mailbox");
   status->add_flag("--json", opts->json, "JSON output");
   status->callback([&global, opts] { run_status(global, *opts); });
 
-  auto* check = cmd->add_subcommand("check", "Check the index against the store (and Xapian's own checks)");
+  auto* check =
+      cmd->add_subcommand("check", "Check the index against the store (and Xapian's own checks)");
   check->add_option("-u,--user", opts->user, "Only this user (default: every user)");
   check->add_option("-m,--mailbox", opts->mailbox, "Only this mailbox");
-  check->add_flag("--repair", opts->repair, "Index what is missing, remove what is stale, rebuild what is corrupt");
+  check->add_flag("--repair", opts->repair,
+                  "Index what is missing, remove what is stale, rebuild what is corrupt");
   check->add_flag("--json", opts->json, "JSON output");
   check->callback([&global, opts] { run_check(global, *opts); });
 

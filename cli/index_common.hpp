@@ -2,13 +2,12 @@
 // What `mailaccess index` and `mailaccess search` share: the core with its plugins (to open
 // users' stores with the configured backend) and the index settings.
 
+#include <fmt/format.h>
 #include <sysexits.h>
 
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "commands.hpp"
 #include "mailaccess/config.hpp"

@@ -2,14 +2,13 @@
 // date:2024-01..2024-06' [--json] [--explain]`: the index narrows, the messages it cannot decide
 // are read, so the results are those of a full scan (the query language: indexer/query.hpp).
 
+#include <fmt/format.h>
 #include <sysexits.h>
 
 #include <ctime>
 #include <memory>
-#include <string>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "commands.hpp"
 #include "index_common.hpp"
@@ -82,8 +81,11 @@ void run_search(const GlobalOptions& global, const SearchOptions& opts) {
     if (!r) exit_command(EX_SOFTWARE, r.error().message);
     if (opts.explain) {
       if (opts.json) {
-        explain.push_back({{"mailbox", name}, {"terms", r->explain}, {"verified", r->verified},
-                           {"unindexed", r->unindexed}, {"matches", r->uids.size()}});
+        explain.push_back({{"mailbox", name},
+                           {"terms", r->explain},
+                           {"verified", r->verified},
+                           {"unindexed", r->unindexed},
+                           {"matches", r->uids.size()}});
       } else {
         fmt::print("{}: {} message(s), {} not indexed (scanned), {} read to verify, {} match\n",
                    name, (*mb)->count(), r->unindexed, r->verified, r->uids.size());
@@ -102,8 +104,11 @@ void run_search(const GlobalOptions& global, const SearchOptions& opts) {
         if ((*s)->envelope.subject) subject = mime::decode_header_value(*(*s)->envelope.subject);
       }
       if (opts.json) {
-        hits.push_back({{"mailbox", name}, {"uid", uid}, {"date", format_date(info.internal_date)},
-                        {"from", from}, {"subject", subject}});
+        hits.push_back({{"mailbox", name},
+                        {"uid", uid},
+                        {"date", format_date(info.internal_date)},
+                        {"from", from},
+                        {"subject", subject}});
       } else {
         fmt::print("{}\t{}\t{}\t{}\t{}\n", name, uid, format_date(info.internal_date), from,
                    subject);
@@ -122,7 +127,8 @@ void run_search(const GlobalOptions& global, const SearchOptions& opts) {
 void add_search_command(CLI::App& app, GlobalOptions& global) {
   auto opts = std::make_shared<SearchOptions>();
   auto* cmd = app.add_subcommand(
-      "search", "Search a user's mail: from: to: cc: bcc: subject: body: text: header:N=V date:A..B");
+      "search",
+      "Search a user's mail: from: to: cc: bcc: subject: body: text: header:N=V date:A..B");
   cmd->add_option("-u,--user", opts->user, "Whose mail")->required();
   cmd->add_option("-m,--mailbox", opts->mailbox, "Only this mailbox (default: all)");
   cmd->add_option("query", opts->query, "The query, e.g. 'from:alice subject:\"quarterly report\"'")

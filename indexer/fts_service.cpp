@@ -1,8 +1,8 @@
 #include "fts_service.hpp"
 
-#include <chrono>
-
 #include <fmt/format.h>
+
+#include <chrono>
 
 namespace mailaccess::indexer {
 
@@ -28,15 +28,15 @@ std::vector<imap::TextAnswer> FtsService::lookup(
       Criterion k;
       k.where = c.where == imap::TextCriterion::Where::Header ? Criterion::Where::Header
                 : c.where == imap::TextCriterion::Where::Body ? Criterion::Where::Body
-                                                               : Criterion::Where::Text;
+                                                              : Criterion::Where::Text;
       k.field = c.field;
       k.needle = c.needle;
       crit.push_back(std::move(k));
     }
     std::string user(session.user());
     std::size_t unindexed = 0;
-    auto answers = searcher_.lookup(user, mailbox.name(), mailbox.status().uidvalidity, uids,
-                                    crit, &unindexed);
+    auto answers = searcher_.lookup(user, mailbox.name(), mailbox.status().uidvalidity, uids, crit,
+                                    &unindexed);
     // Messages the index lacks were verified by the session; index them for next time.
     if (unindexed > 0) enqueue(user, mailbox.name());
     for (auto& a : answers) {
@@ -140,13 +140,13 @@ void FtsService::run() noexcept {
     options.wait_for_lock = false;  // `mailaccess index` holds it: it indexes this mailbox too
     options.cancel = &stopping_;
     auto r = sync_mailbox(searcher_.settings(), user, **mb, options);
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                    .count();
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (!r) {
-      host_.log(r.error().code == ErrorCode::InUse ? spi::LogLevel::Debug : spi::LogLevel::Warning,
-                kComponent, "",
-                fmt::format("index {} {}: {} ({})", user, mailbox, r.error().message,
-                            r.error().detail));
+      host_.log(
+          r.error().code == ErrorCode::InUse ? spi::LogLevel::Debug : spi::LogLevel::Warning,
+          kComponent, "",
+          fmt::format("index {} {}: {} ({})", user, mailbox, r.error().message, r.error().detail));
       continue;
     }
     if (r->rebuilt) {

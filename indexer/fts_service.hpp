@@ -24,9 +24,9 @@ class FtsService final : public imap::SearchIndex {
   FtsService(spi::Host& host, Settings settings, bool index_on_select);
   ~FtsService() override;
 
-  std::vector<imap::TextAnswer> lookup(imap::SessionApi& session, spi::Mailbox& mailbox,
-                                       const std::vector<imap::TextCriterion>& criteria) noexcept
-      override;
+  std::vector<imap::TextAnswer> lookup(
+      imap::SessionApi& session, spi::Mailbox& mailbox,
+      const std::vector<imap::TextCriterion>& criteria) noexcept override;
 
   /// Queues a background sync of (user, mailbox); duplicates are merged. Any thread.
   void enqueue(const std::string& user, const std::string& mailbox) noexcept;

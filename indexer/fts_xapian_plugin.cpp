@@ -1,9 +1,9 @@
 // The fts_xapian plugin's descriptor and factory. The service is in fts_service.cpp, the index
 // in index.cpp.
 
-#include <memory>
-
 #include <fmt/format.h>
+
+#include <memory>
 
 #include "fts_service.hpp"
 #include "imap_extension.hpp"

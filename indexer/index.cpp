@@ -1,14 +1,14 @@
 #include "index.hpp"
 
+#include <fmt/format.h>
+#include <xapian.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <list>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
-
-#include <fmt/format.h>
-#include <xapian.h>
 
 #include "schema.hpp"
 #include "text.hpp"
@@ -180,6 +180,35 @@ std::string_view word_of(std::string_view term) {
 
 }  // namespace
 
+const std::string& fold_fingerprint() {
+  // Every code point up to U+2FFF folded, hashed (FNV-1a): a change to mime::casefold changes
+  // the words an index would hold, so a database written with another folding is rebuilt.
+  static const std::string fingerprint = [] {
+    std::string text;
+    for (uint32_t cp = 0x20; cp < 0x3000; ++cp) {
+      if (cp >= 0xd800 && cp <= 0xdfff) continue;
+      if (cp < 0x80) {
+        text.push_back(static_cast<char>(cp));
+      } else if (cp < 0x800) {
+        text.push_back(static_cast<char>(0xc0 | (cp >> 6)));
+        text.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+      } else {
+        text.push_back(static_cast<char>(0xe0 | (cp >> 12)));
+        text.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+        text.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+      }
+      text.push_back(' ');
+    }
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : mime::casefold(text)) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    return fmt::format("{:016x}", h);
+  }();
+  return fingerprint;
+}
+
 std::string user_dir(const Settings& settings, std::string_view user) {
   return (fs::path(settings.root) / escape(user)).string();
 }
@@ -206,8 +235,9 @@ Result<SyncResult> sync_mailbox(const Settings& settings, std::string_view user,
   try {
     std::error_code ec;
     fs::create_directories(dir, ec);
-    if (ec) return tl::unexpected(Error{ErrorCode::Temp, "cannot create the index directory",
-                                        dir + ": " + ec.message()});
+    if (ec)
+      return tl::unexpected(
+          Error{ErrorCode::Temp, "cannot create the index directory", dir + ": " + ec.message()});
     if (options.rebuild) {
       result.rebuilt = true;
       result.rebuilt_reason = "rebuild asked";
@@ -239,19 +269,23 @@ Result<SyncResult> sync_mailbox(const Settings& settings, std::string_view user,
     const uint32_t uidvalidity = mailbox.status().uidvalidity;
     std::string schema = db.get_metadata(std::string(kMetaSchema));
     std::string have_validity = db.get_metadata(std::string(kMetaUidValidity));
+    std::string have_fold = db.get_metadata(std::string(kMetaFold));
     bool fresh = db.get_doccount() == 0 && schema.empty();
     if (!fresh && (schema != std::to_string(kSchemaVersion) ||
-                   have_validity != std::to_string(uidvalidity))) {
+                   have_validity != std::to_string(uidvalidity) ||
+                   have_fold != fold_fingerprint())) {
       result.rebuilt = true;
-      result.rebuilt_reason = schema != std::to_string(kSchemaVersion)
-                                  ? fmt::format("schema {} (this version writes {})", schema,
-                                                kSchemaVersion)
-                                  : "UIDVALIDITY changed";
+      result.rebuilt_reason =
+          schema != std::to_string(kSchemaVersion)
+              ? fmt::format("schema {} (this version writes {})", schema, kSchemaVersion)
+          : have_validity != std::to_string(uidvalidity) ? "UIDVALIDITY changed"
+                                                          : "the text folding changed";
       db.close();
       db = open(true);
     }
     db.set_metadata(std::string(kMetaSchema), std::to_string(kSchemaVersion));
     db.set_metadata(std::string(kMetaUidValidity), std::to_string(uidvalidity));
+    db.set_metadata(std::string(kMetaFold), fold_fingerprint());
 
     // What the index has, what the view has.
     std::vector<uint32_t> have;
@@ -335,10 +369,15 @@ MailboxState read_state(const Settings& settings, std::string_view user,
   st.disk_bytes = dir_bytes(dir);
   try {
     Xapian::Database db(dir);
-    st.schema = static_cast<uint32_t>(std::strtoul(db.get_metadata(std::string(kMetaSchema)).c_str(), nullptr, 10));
+    st.schema = static_cast<uint32_t>(
+        std::strtoul(db.get_metadata(std::string(kMetaSchema)).c_str(), nullptr, 10));
     st.uidvalidity = static_cast<uint32_t>(
         std::strtoul(db.get_metadata(std::string(kMetaUidValidity)).c_str(), nullptr, 10));
     for (auto it = db.postlist_begin(""); it != db.postlist_end(""); ++it) st.uids.push_back(*it);
+    std::string fold = db.get_metadata(std::string(kMetaFold));
+    if (!st.uids.empty() && fold != fold_fingerprint()) {
+      st.problem = "written with another text folding (rebuild it)";
+    }
   } catch (const Xapian::Error& e) {
     st.problem = std::string(e.get_type()) + ": " + e.get_msg();
   } catch (const std::exception& e) {
@@ -358,7 +397,8 @@ Result<void> check_database(const Settings& settings, std::string_view user,
     }
     return {};
   } catch (const Xapian::Error& e) {
-    return tl::unexpected(Error{ErrorCode::Corrupt, std::string(e.get_type()) + ": " + e.get_msg(), dir});
+    return tl::unexpected(
+        Error{ErrorCode::Corrupt, std::string(e.get_type()) + ": " + e.get_msg(), dir});
   } catch (const std::exception& e) {
     return tl::unexpected(Error{ErrorCode::Corrupt, e.what(), dir});
   }
@@ -394,8 +434,8 @@ std::vector<std::string> indexed_users(const Settings& settings) noexcept {
   std::vector<std::string> out;
   try {
     std::error_code ec;
-    for (auto it = fs::directory_iterator(settings.root, ec);
-         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    for (auto it = fs::directory_iterator(settings.root, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
       if (it->is_directory()) out.push_back(unescape(it->path().filename().string()));
     }
     std::sort(out.begin(), out.end());
@@ -481,6 +521,7 @@ struct Entry {
   std::string uuid;
   bool loaded = false;
   uint32_t uidvalidity = 0;
+  bool same_fold = false;         // written with this build's mime::casefold
   std::vector<uint32_t> indexed;  // ascending docids (= UIDs)
   std::vector<uint32_t> scan;     // XSCAN documents
   Vocabulary vocab;
@@ -516,6 +557,7 @@ void refresh(Entry& e) {
   e.scan = postings(*e.db, std::string(kTermScan));
   e.uidvalidity = static_cast<uint32_t>(
       std::strtoul(e.db->get_metadata(std::string(kMetaUidValidity)).c_str(), nullptr, 10));
+  e.same_fold = e.db->get_metadata(std::string(kMetaFold)) == fold_fingerprint();
   e.revision = rev;
   e.loaded = true;
 }
@@ -606,6 +648,10 @@ std::vector<Answer> Searcher::lookup(std::string_view user, std::string_view mai
           e->uuid = uuid;
         }
         refresh(*e);
+        if (!e->same_fold) {
+          for (auto& a : answers) a = Answer{false, {}, {}, "index folded differently: scan"};
+          return answers;  // *unindexed stays the view: the worker rebuilds it
+        }
         if (e->uidvalidity != uidvalidity) {
           for (auto& a : answers) a = Answer{false, {}, {}, "index of another UIDVALIDITY: scan"};
           return answers;
@@ -670,8 +716,8 @@ std::vector<Answer> Searcher::lookup(std::string_view user, std::string_view mai
             }
           }
           if (!cand) {
-            a.explain = plan.parts.empty() ? "no word in the string: scan"
-                                           : "index:" + how + " scan";
+            a.explain =
+                plan.parts.empty() ? "no word in the string: scan" : "index:" + how + " scan";
             continue;
           }
           a.answered = true;

@@ -23,10 +23,14 @@
 namespace mailaccess::indexer {
 
 struct Settings {
-  std::string root;                        ///< directory holding <user>/<mailbox>/ databases
-  std::size_t batch_messages = 200;        ///< commit after this many messages
-  std::size_t batch_bytes = 64u << 20;     ///< ... or after this much decoded text (memory cap)
+  std::string root;                     ///< directory holding <user>/<mailbox>/ databases
+  std::size_t batch_messages = 200;     ///< commit after this many messages
+  std::size_t batch_bytes = 64u << 20;  ///< ... or after this much decoded text (memory cap)
 };
+
+/// A fingerprint of mime::casefold as this build folds: stored in every database, which is
+/// rebuilt (and not used for SEARCH) when it differs.
+const std::string& fold_fingerprint();
 
 /// <root>/<user>, names %-escaped so any user or mailbox name is one safe path component.
 std::string user_dir(const Settings& settings, std::string_view user);
@@ -38,19 +42,19 @@ struct SyncOptions {
   bool wait_for_lock = true;
   std::function<void()> on_wait;  ///< called once when another writer holds the lock
   std::function<void(uint64_t done, uint64_t total)> on_progress;  ///< after each commit
-  const std::atomic<bool>* cancel = nullptr;  ///< checked between messages
-  bool rebuild = false;                       ///< drop the database first
+  const std::atomic<bool>* cancel = nullptr;                       ///< checked between messages
+  bool rebuild = false;                                            ///< drop the database first
 };
 
 struct SyncResult {
-  uint64_t indexed = 0;    ///< messages added
-  uint64_t removed = 0;    ///< documents of expunged messages removed
-  uint64_t scan_only = 0;  ///< messages too large to index (verified by every query)
-  uint64_t unreadable = 0; ///< messages that could not be read (left for the next sync)
-  uint64_t text_bytes = 0; ///< decoded text indexed
-  uint64_t mail_bytes = 0; ///< RFC822.SIZE of the messages indexed
-  uint64_t total = 0;      ///< messages in the mailbox
-  bool rebuilt = false;    ///< the database was dropped and made anew
+  uint64_t indexed = 0;     ///< messages added
+  uint64_t removed = 0;     ///< documents of expunged messages removed
+  uint64_t scan_only = 0;   ///< messages too large to index (verified by every query)
+  uint64_t unreadable = 0;  ///< messages that could not be read (left for the next sync)
+  uint64_t text_bytes = 0;  ///< decoded text indexed
+  uint64_t mail_bytes = 0;  ///< RFC822.SIZE of the messages indexed
+  uint64_t total = 0;       ///< messages in the mailbox
+  bool rebuilt = false;     ///< the database was dropped and made anew
   std::string rebuilt_reason;
   bool cancelled = false;
 };
@@ -67,7 +71,7 @@ struct MailboxState {
   uint32_t schema = 0;
   std::vector<uint32_t> uids;  ///< indexed UIDs, ascending
   uint64_t disk_bytes = 0;
-  std::string problem;         ///< non-empty: the database cannot be read (corrupt...)
+  std::string problem;  ///< non-empty: the database cannot be read (corrupt...)
 };
 /// What the index holds for one mailbox (never fails: problems are reported in `problem`).
 MailboxState read_state(const Settings& settings, std::string_view user,
@@ -79,7 +83,8 @@ Result<void> check_database(const Settings& settings, std::string_view user,
 Result<void> drop_database(const Settings& settings, std::string_view user,
                            std::string_view mailbox) noexcept;
 /// Mailbox names that have a database for `user`.
-std::vector<std::string> indexed_mailboxes(const Settings& settings, std::string_view user) noexcept;
+std::vector<std::string> indexed_mailboxes(const Settings& settings,
+                                           std::string_view user) noexcept;
 /// Users that have an index directory.
 std::vector<std::string> indexed_users(const Settings& settings) noexcept;
 
@@ -109,8 +114,8 @@ class Searcher {
 
   /// `view_uids`: the UIDs of the mailbox view, ascending. `unindexed` (may be null) gets how
   /// many of them the index lacks (they are in every answer's `maybe`). Never throws.
-  std::vector<Answer> lookup(std::string_view user, std::string_view mailbox,
-                             uint32_t uidvalidity, std::span<const uint32_t> view_uids,
+  std::vector<Answer> lookup(std::string_view user, std::string_view mailbox, uint32_t uidvalidity,
+                             std::span<const uint32_t> view_uids,
                              const std::vector<Criterion>& criteria,
                              std::size_t* unindexed = nullptr) noexcept;
 

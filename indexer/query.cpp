@@ -1,9 +1,9 @@
 #include "query.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <ctime>
-
-#include <fmt/format.h>
 
 #include "schema.hpp"
 
@@ -81,12 +81,13 @@ Result<Query> parse_query(std::string_view text) {
     // prefix: (letters, digits and '-' followed by ':'), then a value (quoted or not).
     std::string prefix;
     std::size_t j = i;
-    while (j < text.size() && ((text[j] >= 'a' && text[j] <= 'z') ||
-                               (text[j] >= 'A' && text[j] <= 'Z') || text[j] == '-' ||
-                               (text[j] >= '0' && text[j] <= '9')))
+    while (j < text.size() &&
+           ((text[j] >= 'a' && text[j] <= 'z') || (text[j] >= 'A' && text[j] <= 'Z') ||
+            text[j] == '-' || (text[j] >= '0' && text[j] <= '9')))
       ++j;
     if (j < text.size() && text[j] == ':' && j > i) {
-      for (std::size_t k = i; k < j; ++k) prefix.push_back(static_cast<char>(std::tolower(text[k])));
+      for (std::size_t k = i; k < j; ++k)
+        prefix.push_back(static_cast<char>(std::tolower(text[k])));
       i = j + 1;
     }
     std::string value;
@@ -146,9 +147,10 @@ Result<Query> parse_query(std::string_view text) {
       for (char ch : value.substr(0, eq)) c.field.push_back(static_cast<char>(std::tolower(ch)));
       value = value.substr(eq + 1);
     } else {
-      return fail(fmt::format("unknown prefix '{}:' (known: from: to: cc: bcc: subject: body: "
-                              "text: header:NAME=VALUE date:A..B)",
-                              prefix));
+      return fail(
+          fmt::format("unknown prefix '{}:' (known: from: to: cc: bcc: subject: body: "
+                      "text: header:NAME=VALUE date:A..B)",
+                      prefix));
     }
     c.needle = mime::casefold(value);
     if (c.needle.empty()) return fail(fmt::format("empty value in '{}'", source));
@@ -226,9 +228,10 @@ Result<QueryResult> run_query(const Query& query, Searcher& searcher, std::strin
       if (!verify.empty()) {
         ++result.verified;
         auto structure = mailbox.structure(info.uid);
-        auto reader = structure ? mailbox.open_message(info.uid)
-                                : Result<std::unique_ptr<spi::MessageReader>>(
-                                      tl::unexpected(structure.error()));
+        auto reader =
+            structure
+                ? mailbox.open_message(info.uid)
+                : Result<std::unique_ptr<spi::MessageReader>>(tl::unexpected(structure.error()));
         if (!structure || !*structure || !reader) continue;
         std::string raw;
         raw.resize(static_cast<std::size_t>(std::min<uint64_t>((*reader)->size(), kMaxReadBytes)));

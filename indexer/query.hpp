@@ -41,10 +41,10 @@ Result<Query> parse_query(std::string_view text);
 bool text_matches(const MessageText& text, const Criterion& criterion);
 
 struct QueryResult {
-  std::vector<uint32_t> uids;      ///< matching UIDs, ascending
+  std::vector<uint32_t> uids;        ///< matching UIDs, ascending
   std::vector<std::string> explain;  ///< per term: how the index answered
-  uint64_t verified = 0;           ///< messages read to verify
-  std::size_t unindexed = 0;       ///< messages of the mailbox the index lacks (scanned)
+  uint64_t verified = 0;             ///< messages read to verify
+  std::size_t unindexed = 0;         ///< messages of the mailbox the index lacks (scanned)
 };
 
 /// Runs `query` on one mailbox view: the index narrows, every undecided message is read.

@@ -22,7 +22,8 @@
 /// No positions are stored: phrases and substrings that cross word boundaries are verified by
 /// reading the message.
 ///
-/// Metadata: "schema" (kSchemaVersion, decimal), "uidvalidity" (decimal).
+/// Metadata: "schema" (kSchemaVersion, decimal), "uidvalidity" (decimal), "fold" (a fingerprint
+/// of the case folding; another one means the database is rebuilt).
 /// Schema history: 1 = this layout. A database with another schema is rebuilt (reindexed).
 
 #include <array>
@@ -35,6 +36,8 @@ namespace mailaccess::indexer {
 inline constexpr uint32_t kSchemaVersion = 1;
 inline constexpr std::string_view kMetaSchema = "schema";
 inline constexpr std::string_view kMetaUidValidity = "uidvalidity";
+/// A fingerprint of mime::casefold (index.hpp fold_fingerprint()): terms are folded words.
+inline constexpr std::string_view kMetaFold = "fold";
 
 inline constexpr std::string_view kPrefixHeaderBlock = "A";
 inline constexpr std::string_view kPrefixBody = "B";
@@ -50,8 +53,8 @@ inline constexpr std::size_t kMaxFieldName = 64;
 /// Header fields with their own terms (IMAP FROM/TO/CC/BCC/SUBJECT, and the usual HEADER keys).
 /// HEADER searches on other fields are answered by a scan.
 inline constexpr std::array<std::string_view, 12> kIndexedHeaders = {
-    "from",       "to",          "cc",         "bcc",     "subject",  "reply-to",
-    "sender",     "message-id",  "in-reply-to", "references", "list-id", "delivered-to"};
+    "from",   "to",         "cc",          "bcc",        "subject", "reply-to",
+    "sender", "message-id", "in-reply-to", "references", "list-id", "delivered-to"};
 
 /// A message whose decoded text exceeds this, or whose distinct terms exceed kMaxTerms, gets
 /// only XSCAN (verified by every query) instead of its terms: bounded memory and index size for

@@ -1,8 +1,8 @@
 #include "settings.hpp"
 
-#include <filesystem>
-
 #include <fmt/format.h>
+
+#include <filesystem>
 
 namespace mailaccess::indexer {
 
@@ -30,12 +30,14 @@ Result<Settings> settings_from_config(const spi::ConfigView& config, const std::
   }
   if (auto n = config.get_int("fts_xapian.batch_messages")) {
     if (*n < 1 || *n > 1000000)
-      return tl::unexpected(Error{ErrorCode::Params, "fts_xapian.batch_messages must be 1..1000000", ""});
+      return tl::unexpected(
+          Error{ErrorCode::Params, "fts_xapian.batch_messages must be 1..1000000", ""});
     s.batch_messages = static_cast<std::size_t>(*n);
   }
   if (auto n = config.get_int("fts_xapian.memory_mbytes")) {
     if (*n < 1 || *n > 65536)
-      return tl::unexpected(Error{ErrorCode::Params, "fts_xapian.memory_mbytes must be 1..65536", ""});
+      return tl::unexpected(
+          Error{ErrorCode::Params, "fts_xapian.memory_mbytes must be 1..65536", ""});
     s.batch_bytes = static_cast<std::size_t>(*n) << 20;
   }
   return s;

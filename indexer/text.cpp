@@ -107,8 +107,7 @@ NeedlePlan plan_needle(std::string_view needle) {
     }
     plan.parts.push_back(std::move(part));
   }
-  plan.exact = plan.parts.size() == 1 && plan.parts[0].kind == NeedlePart::Kind::Infix &&
-               !relaxed;
+  plan.exact = plan.parts.size() == 1 && plan.parts[0].kind == NeedlePart::Kind::Infix && !relaxed;
   return plan;
 }
 

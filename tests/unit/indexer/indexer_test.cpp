@@ -76,8 +76,8 @@ TEST(IndexerNeedle, KindsFollowTheNeedlesEdges) {
 // The property the index relies on, over many random texts and every kind of substring.
 TEST(IndexerNeedle, PlanIsASupersetAndExactPlansAreExact) {
   std::mt19937 rng(12345);
-  const std::vector<std::string> alphabet = {"a", "b", "e", "l", "o", " ", ".", "-", "@", "1",
-                                             "\xc3\xa9", "\xe4\xb8\xad", "\n"};
+  const std::vector<std::string> alphabet = {
+      "a", "b", "e", "l", "o", " ", ".", "-", "@", "1", "\xc3\xa9", "\xe4\xb8\xad", "\n"};
   for (int round = 0; round < 300; ++round) {
     std::string text;
     int len = 1 + static_cast<int>(rng() % 600);
@@ -85,8 +85,8 @@ TEST(IndexerNeedle, PlanIsASupersetAndExactPlansAreExact) {
     for (int i = 0; i < len; ++i) {
       std::string piece = alphabet[rng() % alphabet.size()];
       // Words far longer than kMaxWordBytes (stored as chunks).
-      if (long_run && (piece == " " || piece == "." || piece == "-" || piece == "@" ||
-                       piece == "\n"))
+      if (long_run &&
+          (piece == " " || piece == "." || piece == "-" || piece == "@" || piece == "\n"))
         piece = "b";
       text += piece;
     }
@@ -96,8 +96,8 @@ TEST(IndexerNeedle, PlanIsASupersetAndExactPlansAreExact) {
       std::size_t n = 1 + rng() % std::min<std::size_t>(60, text.size() - a);
       std::string needle = text.substr(a, n);
       auto plan = plan_needle(needle);
-      ASSERT_TRUE(plan_holds(plan, words)) << "missed needle '" << needle << "' in '" << text
-                                           << "'";
+      ASSERT_TRUE(plan_holds(plan, words))
+          << "missed needle '" << needle << "' in '" << text << "'";
     }
     // Exactness: a single-run plan accepted by some word means the needle is in the text.
     for (int k = 0; k < 40; ++k) {
@@ -114,8 +114,9 @@ TEST(IndexerNeedle, PlanIsASupersetAndExactPlansAreExact) {
 }
 
 TEST(IndexerQuery, ParsesPrefixesQuotesDatesAndNegation) {
-  auto q = parse_query("from:Alice subject:\"Quarterly Report\" body:budget "
-                       "date:2024-01..2024-06 -to:bob word");
+  auto q = parse_query(
+      "from:Alice subject:\"Quarterly Report\" body:budget "
+      "date:2024-01..2024-06 -to:bob word");
   ASSERT_TRUE(q) << q.error().message;
   ASSERT_EQ(q->terms.size(), 5u);
   EXPECT_EQ(q->terms[0].criterion.field, "from");
@@ -130,8 +131,8 @@ TEST(IndexerQuery, ParsesPrefixesQuotesDatesAndNegation) {
 }
 
 TEST(IndexerQuery, BadQueriesSayWhy) {
-  for (const char* bad : {"subject:\"open", "nosuch:x", "date:2024-13", "date:24", "", "from:",
-                          "header:novalue", "-date:2024"}) {
+  for (const char* bad : {"subject:\"open", "nosuch:x", "date:2024-13", "date:24", "",
+                          "from:", "header:novalue", "-date:2024"}) {
     auto q = parse_query(bad);
     EXPECT_FALSE(q) << bad;
     if (!q) {
