@@ -24,11 +24,31 @@ EXE = PLUGINS = None
 WAIT = 15.0  # bound on every poll below
 
 
+class Checked:
+    """Runs a server for a `with` block; at its end the server must stop cleanly on SIGTERM
+    (exit 0) with no sanitizer report in its log (the ASan pass runs this suite too)."""
+
+    def __init__(self, srv):
+        self.srv = srv
+
+    def __enter__(self):
+        return self.srv.start()
+
+    def __exit__(self, exc_type, *exc):
+        code = self.srv.stop()
+        log = self.srv.log()
+        self.srv.cleanup()
+        if exc_type is None:
+            assert code == 0, f"server exit {code}:\n{log[-3000:]}"
+            assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+
+
 def server(**settings):
     """A server with IMAP (STARTTLS), IMAPS, POP3 and LMTP and the users demo and other."""
-    return mailserver.Server(EXE, PLUGINS, listeners=("imap", "imaps", "pop3", "lmtp"),
-                             users=("demo", "other"),
-                             settings={k.replace("__", "."): v for k, v in settings.items()})
+    return Checked(mailserver.Server(EXE, PLUGINS, listeners=("imap", "imaps", "pop3", "lmtp"),
+                                     users=("demo", "other"),
+                                     settings={k.replace("__", "."): v
+                                               for k, v in settings.items()}))
 
 
 def admitted(port, greeting):
@@ -90,14 +110,13 @@ class Connections(unittest.TestCase):
     def test_unix_socket_peers_count_in_the_total_only(self):
         # The MTA delivering over an LMTP unix socket has no address: many parallel deliveries
         # must not be refused as "too many from one address".
-        s = mailserver.Server(EXE, PLUGINS, listeners=("imap",),
-                              settings={"limits.connections_per_ip": 1,
-                                        "limits.connections": 5})
-        try:
-            path = os.path.join(s.state_dir, "lmtp.sock")
-            with open(s.config_path, "a") as f:
-                f.write(f'\n[listeners.lmtpunix]\nprotocol = "lmtp"\naddress = "unix:{path}"\n')
-            s.start()
+        srv = mailserver.Server(EXE, PLUGINS, listeners=("imap",),
+                                settings={"limits.connections_per_ip": 1,
+                                          "limits.connections": 5})
+        path = os.path.join(srv.state_dir, "lmtp.sock")
+        with open(srv.config_path, "a") as f:
+            f.write(f'\n[listeners.lmtpunix]\nprotocol = "lmtp"\naddress = "unix:{path}"\n')
+        with Checked(srv) as s:
             tcp = admitted(s.port["imap"], b"* OK")
             socks = []
             for _ in range(3):
@@ -122,8 +141,6 @@ class Connections(unittest.TestCase):
             for u in socks:
                 u.close()
             tcp.close()
-        finally:
-            s.cleanup()
 
     def test_total(self):
         with server(limits__connections=3) as s:
