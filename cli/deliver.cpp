@@ -145,9 +145,11 @@ void run_deliver(const GlobalOptions& global, const DeliverOptions& opts,
   }
   if (have == 0) exit_with(EX_DATAERR, "empty message on standard input");
 
-  uint64_t limit = 0;
-  if (auto max = (*config)->get_int("lmtp.max_message_size"); max && *max > 0) {
-    limit = static_cast<uint64_t>(*max);
+  // The LMTP listener's limit: lmtp.max_message_size when set (0: none), else
+  // limits.message_bytes.
+  uint64_t limit = (*config)->max_message_bytes();
+  if (auto max = (*config)->get_int("lmtp.max_message_size")) {
+    limit = *max > 0 ? static_cast<uint64_t>(*max) : 0;
   }
 
   spi::AppendOptions append_options;
@@ -167,7 +169,9 @@ void run_deliver(const GlobalOptions& global, const DeliverOptions& opts,
     total += chunk.size();
     if (limit != 0 && total > limit) {
       // The stream is dropped uncommitted: nothing becomes visible.
-      exit_with(EX_DATAERR, fmt::format("message larger than lmtp.max_message_size ({} bytes)", limit));
+      exit_with(EX_DATAERR, fmt::format("message larger than the limit ({} bytes; "
+                                        "lmtp.max_message_size, limits.message_bytes)",
+                                        limit));
     }
     if (auto w = (*stream)->write(chunk); !w) exit_for(w.error(), "writing the message");
     auto n = read_stdin(buf);
