@@ -13,6 +13,9 @@ namespace {
 
 constexpr std::size_t kMaxQueryTerms = 64;
 
+// ASCII only: std::tolower on a byte >= 0x80 (a negative char) is undefined.
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   // Howard Hinnant's civil-from-days inverse (public domain algorithm).
   y -= m <= 2;
@@ -87,7 +90,7 @@ Result<Query> parse_query(std::string_view text) {
       ++j;
     if (j < text.size() && text[j] == ':' && j > i) {
       for (std::size_t k = i; k < j; ++k)
-        prefix.push_back(static_cast<char>(std::tolower(text[k])));
+        prefix.push_back(ascii_lower(text[k]));
       i = j + 1;
     }
     std::string value;
@@ -144,7 +147,7 @@ Result<Query> parse_query(std::string_view text) {
       auto eq = value.find('=');
       if (eq == std::string::npos || eq == 0) return fail("header: needs NAME=VALUE");
       c.where = Criterion::Where::Header;
-      for (char ch : value.substr(0, eq)) c.field.push_back(static_cast<char>(std::tolower(ch)));
+      for (char ch : value.substr(0, eq)) c.field.push_back(ascii_lower(ch));
       value = value.substr(eq + 1);
     } else {
       return fail(

@@ -143,3 +143,17 @@ TEST(IndexerQuery, BadQueriesSayWhy) {
 
 }  // namespace
 }  // namespace mailaccess::indexer
+
+namespace mailaccess::indexer {
+namespace {
+
+TEST(IndexerQuery, NonAsciiBytesAreKeptNotLowered) {
+  auto q = parse_query("header:X-\xc3\x9c\xff=v \xff\xfe:z");
+  ASSERT_TRUE(q) << q.error().message;
+  ASSERT_EQ(q->terms.size(), 2u);
+  EXPECT_EQ(q->terms[0].criterion.field, "x-\xc3\x9c\xff");
+  EXPECT_EQ(q->terms[1].criterion.where, Criterion::Where::Text);
+}
+
+}  // namespace
+}  // namespace mailaccess::indexer
