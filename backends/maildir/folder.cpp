@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <optional>
@@ -322,7 +323,8 @@ Result<MailboxLock> Folder::lock() {
 
 Result<std::optional<Folder::Adopted>> Folder::adopt(const std::string& from_dir,
                                                      const std::string& name,
-                                                     std::string_view info, bool new_base) {
+                                                     std::string_view info, bool new_base,
+                                                     std::vector<Conversion>& conversions) {
   std::string path = from_dir + "/" + name;
   message_file_opens()++;
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -381,8 +383,8 @@ Result<std::optional<Folder::Adopted>> Folder::adopt(const std::string& from_dir
     }
     return Adopted{target, static_cast<int64_t>(st.st_mtim.tv_sec)};
   }
-  // Pass 2: write the CRLF form to tmp/, make it durable, then swap it in. A crash before the
-  // unlink leaves the original too; it is then adopted once more (a duplicate, never a loss).
+  // Pass 2: write the CRLF form to tmp/. It is made durable and swapped in, with the others
+  // of this scan, by finish_conversions().
   std::string tmp = dir_ + "/tmp/" + base + ".crlf";
   int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (out < 0) {
@@ -414,18 +416,77 @@ Result<std::optional<Folder::Adopted>> Folder::adopt(const std::string& from_dir
   ::close(fd);
   struct timespec times[2] = {st.st_atim, st.st_mtim};  // keep the arrival time
   if (ok && ::futimens(out, times) != 0) ok = tl::unexpected(sys_error("futimens", tmp, errno));
-  if (ok && durable_fsync(out) != 0) ok = tl::unexpected(sys_error("fsync", tmp, errno));
   ::close(out);
-  if (ok && ::rename(tmp.c_str(), (cur + "/" + target).c_str()) != 0) {
-    ok = tl::unexpected(sys_error("rename", tmp, errno));
-  }
   if (!ok) {
     ::unlink(tmp.c_str());
     return tl::unexpected(ok.error());
   }
-  if (auto d = fsync_dir(cur); !d) return tl::unexpected(d.error());
-  ::unlink(path.c_str());
-  return Adopted{target, static_cast<int64_t>(st.st_mtim.tv_sec)};
+  conversions.push_back({path, tmp, target, static_cast<int64_t>(st.st_mtim.tv_sec)});
+  return std::nullopt;
+}
+
+// Swaps converted copies in for their originals, exactly once whatever the moment of a crash:
+//   1. all copies are made durable together (one syncfs() for a batch instead of an fsync per
+//      message, which kept a first login to a big Postfix-fed Maildir waiting);
+//   2. renameat2(RENAME_EXCHANGE) puts the copy under the original's name (in new/ or cur/)
+//      and the original into tmp/, in one atomic step; the original is then unlinked;
+//   3. the file, now CRLF, is renamed into cur/ under its final name.
+// A crash before 2 leaves the original in place (the copy is tmp/ debris); after 2, a CRLF
+// file under the original name, which the next scan just renames; after 3, a file in cur/
+// that the uidlist does not know yet, which the next scan adopts. Never two copies.
+void Folder::finish_conversions(std::vector<Conversion>& conversions,
+                                std::vector<Adopted>& adopted, CurStamp& cur_stamp) {
+  if (conversions.empty()) return;
+  if (fsync_enabled()) {
+    bool synced = false;
+    if (conversions.size() > 1) {
+      int dfd = ::open((dir_ + "/tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      synced = dfd >= 0 && ::syncfs(dfd) == 0;
+      if (dfd >= 0) ::close(dfd);
+    }
+    if (!synced) {
+      for (auto it = conversions.begin(); it != conversions.end();) {
+        int fd = ::open(it->tmp.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || ::fsync(fd) != 0) {
+          store_.warn("cannot make " + it->tmp + " durable; " + it->from + " stays as it is");
+          ::unlink(it->tmp.c_str());
+          it = conversions.erase(it);
+        } else {
+          ++it;
+        }
+        if (fd >= 0) ::close(fd);
+      }
+    }
+  }
+  crash_point("crlf-durable");
+  std::string cur = dir_ + "/cur/";
+  for (auto& c : conversions) {
+    cur_stamp.before();
+    int rc = ::renameat2(AT_FDCWD, c.tmp.c_str(), AT_FDCWD, c.from.c_str(), RENAME_EXCHANGE);
+    bool exchanged = rc == 0;
+    if (rc != 0 && (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP)) {
+      // No RENAME_EXCHANGE on this file system: replace the original instead (if another
+      // program moves it in the instant before, its copy and ours both stay: never a loss).
+      rc = ::rename(c.tmp.c_str(), c.from.c_str());
+    }
+    if (rc != 0) {
+      // ENOENT: the original was taken meanwhile by someone else; the next scan sees where.
+      if (errno != ENOENT) store_.warn("cannot swap in " + c.tmp + ": " + std::strerror(errno));
+      ::unlink(c.tmp.c_str());
+      cur_stamp.after();
+      continue;
+    }
+    crash_point("crlf-exchanged");
+    if (exchanged) ::unlink(c.tmp.c_str());  // now the LF original
+    rc = ::rename(c.from.c_str(), (cur + c.target).c_str());
+    cur_stamp.after();
+    if (rc != 0) {
+      if (errno != ENOENT) store_.warn("cannot move " + c.from + ": " + std::strerror(errno));
+      continue;
+    }
+    adopted.push_back({c.target, c.mtime});
+  }
+  conversions.clear();
 }
 
 void Folder::clean_tmp(int64_t now) {
@@ -462,13 +523,14 @@ Result<void> Folder::scan_locked(bool full) {
   }
   bool moved = false;
   std::vector<Adopted> adopted;
+  std::vector<Conversion> conversions;
 
   // new/ first: a file moving new/ → cur/ during the scan is then seen in one of the two.
   auto fresh = list_files(dir_ + "/new");
   if (!fresh) return tl::unexpected(fresh.error());
   for (const auto& f : *fresh) {
     cur_stamp.before();
-    auto a = adopt(dir_ + "/new", f.name, "", false);
+    auto a = adopt(dir_ + "/new", f.name, "", false, conversions);
     cur_stamp.after();
     if (!a) {
       store_.warn("cannot pick up " + dir_ + "/new/" + f.name + ": " + a.error().detail);
@@ -523,7 +585,7 @@ Result<void> Folder::scan_locked(bool full) {
       if (known.count(base) || from_new.count(std::string(base))) continue;
       auto info = parse_file_name(*name).info;
       cur_stamp.before();
-      auto a = adopt(dir_ + "/cur", *name, info, false);
+      auto a = adopt(dir_ + "/cur", *name, info, false, conversions);
       cur_stamp.after();
       if (!a) {
         store_.warn("cannot pick up " + dir_ + "/cur/" + *name + ": " + a.error().detail);
@@ -537,13 +599,17 @@ Result<void> Folder::scan_locked(bool full) {
     for (const DirEntry* f : duplicates) {
       // Two files with one base: keep both messages, the second under a base of its own.
       cur_stamp.before();
-      auto a = adopt(dir_ + "/cur", f->name, parse_file_name(f->name).info, true);
+      auto a = adopt(dir_ + "/cur", f->name, parse_file_name(f->name).info, true, conversions);
       cur_stamp.after();
       if (a && *a) {
         moved = true;
         adopted.push_back(std::move(**a));
       }
     }
+  }
+  if (!conversions.empty()) {
+    moved = true;
+    finish_conversions(conversions, adopted, cur_stamp);
   }
   // New messages get UIDs in arrival order.
   std::sort(adopted.begin(), adopted.end(), [](const Adopted& a, const Adopted& b) {
@@ -565,6 +631,7 @@ Result<void> Folder::scan_locked(bool full) {
   // new/ as of `before` has been handled; its mtime is recorded once it can be trusted.
   cur_stamp.record(records, trusted(before->fresh) ? before->fresh : list_.stamp().fresh);
   clean_tmp(start);
+  crash_point("picked-up");
   if (auto a = list_.append(records); !a) return a;
   if (!gone.empty()) store_.cache->remove(gone);
   return {};

@@ -22,6 +22,7 @@ namespace mailaccess::maildir {
 
 class Watcher;
 class Folder;
+class CurStamp;
 
 using LogFn = std::function<void(spi::LogLevel, std::string_view)>;
 
@@ -90,11 +91,23 @@ class Folder {
     std::string file;
     int64_t mtime = 0;
   };
+  /// A bare-LF message whose CRLF copy is written to tmp/ but not yet swapped in.
+  struct Conversion {
+    std::string from;    ///< the original's path (in new/ or cur/)
+    std::string tmp;     ///< the CRLF copy
+    std::string target;  ///< final name in cur/
+    int64_t mtime = 0;
+  };
   Result<void> ensure_subdirs();
   Result<void> reload_keywords();
   Result<DirStamp> stamps();
+  /// Renames a CRLF file into cur/ (Adopted), or writes the CRLF copy of a bare-LF one and
+  /// queues it in `conversions` (nullopt, as for a file that is gone).
   Result<std::optional<Adopted>> adopt(const std::string& from_dir, const std::string& name,
-                                       std::string_view info, bool new_base);
+                                       std::string_view info, bool new_base,
+                                       std::vector<Conversion>& conversions);
+  void finish_conversions(std::vector<Conversion>& conversions, std::vector<Adopted>& adopted,
+                          CurStamp& cur_stamp);
   void clean_tmp(int64_t now);
   friend class CurStamp;
 

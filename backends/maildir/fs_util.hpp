@@ -53,6 +53,10 @@ std::atomic<uint64_t>& message_file_opens();
 /// 6.13+). Probed once per file system with a few renames in `dir` (a tmp/ directory).
 bool distinct_dir_mtimes(const std::string& dir);
 
+/// Test hook: if MAILACCESS_MAILDIR_CRASH_AT names `where`, the process kills itself there
+/// (SIGKILL), so tests can check what a crash at that point leaves on disk.
+void crash_point(const char* where);
+
 /// Counts full listings of a folder's cur/ (tests check that our own changes need none).
 std::atomic<uint64_t>& cur_listings();
 

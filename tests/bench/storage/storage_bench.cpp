@@ -1,7 +1,7 @@
 // Maildir storage figures for a large mailbox: append rate (and its CPU and bytes written per
 // message as the mailbox grows), open time with a warm cache, a metadata scan (flags, sizes,
 // ENVELOPE from the cache) that must open no message file, range-read throughput, appends
-// into a mailbox a session has open, and peak RSS.
+// into a mailbox a session has open, the first pickup of LF mail from new/, and peak RSS.
 //
 //   meson test -C BUILD --benchmark --suite storage -v
 //
@@ -287,6 +287,32 @@ int main() {
         "append + refresh of an open view (fsync off): %6.0f msgs/s, %6.0f us CPU each "
         "(%ld messages into %ld)\n",
         rate, (cpu_seconds() - cpu) * 1e6 / std::max<long>(k, 1), k, n);
+  }
+
+  // 6. First pickup of bare-LF mail an MTA dropped into new/ (as Postfix does): each message is
+  // converted to CRLF, durably (fsync on), before the first open returns.
+  {
+    std::string pickup = tmpl + "/Pickup";
+    for (const char* sub : {"", "/cur", "/new", "/tmp"}) fs::create_directories(pickup + sub);
+    const long count = std::min<long>(target, 500);
+    for (long k = 0; k < count; ++k) {
+      std::string name = std::to_string(1700000000 + k) + ".M" + std::to_string(k) + "P1.mx";
+      std::string msg = "Message-ID: <pickup-" + std::to_string(k) + "@bench.example>\n";
+      for (char c : corpus[k % corpus.size()]) {
+        if (c != '\r') msg.push_back(c);
+      }
+      std::ofstream(pickup + "/tmp/" + name, std::ios::binary) << msg;
+      fs::rename(pickup + "/tmp/" + name, pickup + "/new/" + name);
+    }
+    t = Clock::now();
+    auto s = backend.open_store(spi::StoreLocation{"pickup", pickup}, *bus);
+    auto view = s ? (*s)->open("INBOX", true) : tl::unexpected(s.error());
+    double ms = seconds_since(t) * 1000;
+    if (!view || (*view)->count() != static_cast<std::size_t>(count)) {
+      std::fprintf(stderr, "pickup: expected %ld messages\n", count);
+      failures++;
+    }
+    std::printf("first open, %ld LF messages in new/: %6.0f ms  (fsync on)\n", count, ms);
   }
 
   struct rusage ru {};

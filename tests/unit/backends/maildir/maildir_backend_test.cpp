@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -416,6 +417,57 @@ TEST_F(MaildirTest, OwnChangesNeedNoListingOfCur) {
   ASSERT_TRUE(changes);
   EXPECT_EQ(changes->flags_changed.size(), 1u);
   EXPECT_GT(cur_listings().load(), listings);
+}
+
+// A process killed (SIGKILL) at each step of picking up bare-LF mail from new/ leaves every
+// message there exactly once, in CRLF, for the next one to find.
+TEST_F(MaildirTest, CrashDuringPickupLeavesEachMessageOnce) {
+  const std::vector<std::string> bodies = {"Subject: one\n\nbody 1\n",
+                                           "Subject: two\n\nbody 2\nmore\n",
+                                           "Subject: three\r\n\r\nalready CRLF\r\n"};
+  std::multiset<std::string> want;
+  for (const auto& b : bodies) {
+    std::string crlf;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r')) crlf.push_back('\r');
+      crlf.push_back(b[i]);
+    }
+    want.insert(crlf);
+  }
+  for (const char* point : {"crlf-durable", "crlf-exchanged", "picked-up"}) {
+    SCOPED_TRACE(point);
+    std::string maildir = dir_.path() + "/" + point;
+    for (const char* sub : {"", "/cur", "/new", "/tmp"}) fs::create_directories(maildir + sub);
+    for (std::size_t i = 0; i < bodies.size(); ++i) {
+      postfix_deliver(maildir, "170000000" + std::to_string(i) + ".M1P1.mx.example.org",
+                      bodies[i]);
+    }
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::setenv("MAILACCESS_MAILDIR_CRASH_AT", point, 1);
+      MaildirBackend backend;
+      auto bus = make_change_bus();
+      auto store = backend.open_store(spi::StoreLocation{"crash", maildir}, *bus);
+      if (store) (void)(*store)->open("INBOX", false);
+      ::_exit(3);  // the crash point was never reached
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+
+    auto store = backend_->open_store(spi::StoreLocation{"alice", maildir}, *bus_);
+    ASSERT_TRUE(store);
+    auto box = (*store)->open("INBOX", false);
+    ASSERT_TRUE(box);
+    std::multiset<std::string> got;
+    for (std::size_t i = 0; i < (*box)->count(); ++i) {
+      got.insert(read_message(**box, (*box)->message(i).uid));
+    }
+    EXPECT_EQ(got, want);
+    EXPECT_TRUE(files_in(maildir + "/new").empty());
+    EXPECT_EQ(files_in(maildir + "/cur").size(), bodies.size());
+  }
 }
 
 TEST_F(MaildirTest, UidlistCompactionKeepsState) {
