@@ -333,6 +333,18 @@ class MaildirMailbox final : public spi::Mailbox {
     }
     if (list.generation() == seen_generation_) return changes;
     const auto& entries = list.entries();
+    if (list.edits() == seen_edits_) {
+      // Only messages above the highest UID were added: no need to walk the whole view.
+      uint32_t max_uid = view_.empty() ? 0 : view_.back().uid;
+      auto it = std::upper_bound(entries.begin(), entries.end(), max_uid,
+                                 [](uint32_t u, const Entry& e) { return u < e.uid; });
+      for (; it != entries.end(); ++it) {
+        view_.push_back(folder_->info_of(*it));
+        changes.appended++;
+      }
+      take_counters();
+      return changes;
+    }
     std::vector<spi::MessageInfo> next;
     next.reserve(entries.size());
     std::size_t j = 0;
@@ -612,6 +624,7 @@ class MaildirMailbox final : public spi::Mailbox {
     uidnext_ = list.uidnext();
     highest_modseq_ = list.highest_modseq();
     seen_generation_ = list.generation();
+    seen_edits_ = list.edits();
   }
 
   std::vector<uint32_t> in_view(std::span<const uint32_t> uids) const {
@@ -707,6 +720,7 @@ class MaildirMailbox final : public spi::Mailbox {
   uint32_t uidnext_ = 1;
   uint64_t highest_modseq_ = 1;
   uint64_t seen_generation_ = 0;
+  uint64_t seen_edits_ = 0;
   uint64_t watch_ = 0;
 };
 

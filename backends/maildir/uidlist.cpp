@@ -88,6 +88,7 @@ Uidlist::~Uidlist() {
 
 void Uidlist::reset() {
   generation_++;
+  edits_++;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   dev_ = 0;
@@ -224,6 +225,7 @@ bool Uidlist::parse_line(std::string_view line) {
       entries_.push_back(std::move(e));
       return true;
     }
+    edits_++;
     auto it = std::lower_bound(entries_.begin(), entries_.end(), e.uid,
                                [](const Entry& x, uint32_t u) { return x.uid < u; });
     if (it != entries_.end() && it->uid == e.uid) {
@@ -247,6 +249,7 @@ bool Uidlist::parse_line(std::string_view line) {
     if (it != entries_.end() && it->uid == uid && !it->dead) {
       it->dead = true;
       has_dead_ = true;
+      edits_++;
     }
     return true;
   }

@@ -81,6 +81,9 @@ class Uidlist {
   std::size_t bad_lines() const noexcept { return bad_lines_; }
   /// Changes whenever refresh() or append() changed the state (cheap "anything new?" test).
   uint64_t generation() const noexcept { return generation_; }
+  /// Changes whenever an existing entry changed or went (flags, expunge, reload); unchanged
+  /// while records only add messages above the highest UID, so a view can then just append.
+  uint64_t edits() const noexcept { return edits_; }
 
   /// Live entries, ascending UID.
   const std::vector<Entry>& entries() const noexcept { return entries_; }
@@ -121,6 +124,7 @@ class Uidlist {
   std::size_t bad_lines_ = 0;
   bool has_dead_ = false;
   uint64_t generation_ = 0;
+  uint64_t edits_ = 0;
 };
 
 }  // namespace mailaccess::maildir
