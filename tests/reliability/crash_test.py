@@ -39,7 +39,7 @@ from mailserver import LineClient, Server  # noqa: E402
 import imapwire as iw  # noqa: E402
 
 SCALE = float(os.environ.get("MAILACCESS_RELIABILITY_SCALE", "1") or "1")
-ROUNDS = max(3, round(6 * SCALE))
+ROUNDS = max(5, round(6 * SCALE))
 CLIENTS = max(2, round(4 * SCALE))
 STORM_MESSAGES = 400  # per client and round; the kill comes long before they are all sent
 COPYMOVE_MESSAGES = 80
@@ -549,9 +549,20 @@ def index_check(server, users, ledger, rng):
         print(f"  index: SEARCH spot checks {checked}; `mailaccess index check` is not available "
               "in this build, skipped")
         return problems
+    # Debian's libxapian frees, inside Database::check(), an object with a size that differs from
+    # the one it allocated; that is within the library (both calls are in libxapian.so), so an
+    # AddressSanitizer build is told not to stop on it for these runs.
+    env = dict(os.environ)
+    if "ASAN_OPTIONS" in env:
+        env["ASAN_OPTIONS"] += ":new_delete_type_mismatch=0"
+
+    def index_cli(*args):
+        return subprocess.run(server.base_args() + ["index", *args], capture_output=True,
+                              timeout=300, env=env)
+
     lag = []
     for u in users:
-        res = server.run_cli("index", "check", "--user", u, "--json", timeout=300)
+        res = index_cli("check", "--user", u, "--json")
         try:
             report = json.loads(res.stdout.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -564,8 +575,8 @@ def index_check(server, users, ledger, rng):
             if mb.get("missing") or mb.get("stale") or mb.get("orphan"):
                 lag.append(f"{u}/{mb['mailbox']} missing {mb.get('missing')} stale "
                            f"{mb.get('stale')}{' orphan' if mb.get('orphan') else ''}")
-        rep = server.run_cli("index", "check", "--user", u, "--repair", timeout=300)
-        again = server.run_cli("index", "check", "--user", u, timeout=300)
+        rep = index_cli("check", "--user", u, "--repair")
+        again = index_cli("check", "--user", u)
         if rep.returncode != 0 or again.returncode != 0:
             problems.append(f"index check --repair --user {u} exited {rep.returncode}, the check "
                             f"after it {again.returncode}: "
