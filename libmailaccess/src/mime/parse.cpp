@@ -124,10 +124,20 @@ void fill_envelope(const std::vector<Field>& fields, Envelope& env) {
     if (f == nullptr) return std::nullopt;
     return detail::unfold(f->raw);
   };
+  // RFC 5322 §3.6 allows each address field once. A message with several (Cc: lines one per
+  // recipient are common in bulk mail) gets the addresses of all of them, in order, so no
+  // recipient goes missing from ENVELOPE; Dovecot reports them the same way.
   auto addresses = [&](std::string_view name) -> std::vector<Address> {
-    const Field* f = first(name);
-    if (f == nullptr) return {};
-    return parse_address_list(detail::unfold(f->raw));
+    constexpr std::size_t kMaxFieldAddresses = 10000;  // as for one list
+    std::vector<Address> out;
+    for (const Field& f : fields) {
+      if (!iequals(f.name, name)) continue;
+      if (out.size() >= kMaxFieldAddresses) break;
+      auto list = parse_address_list(detail::unfold(f.raw));
+      out.insert(out.end(), std::make_move_iterator(list.begin()),
+                 std::make_move_iterator(list.end()));
+    }
+    return out;
   };
   env.date = text("date");
   env.subject = text("subject");
@@ -416,6 +426,16 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
   } else {
     result.stop = find_boundary(part.body_offset);
     result.end = end_before(result.stop, part.body_offset);
+    if (result.stop.boundary >= 0 && result.stop.line_start == part.body_offset) {
+      // RFC 2046 §5.1.1: the CRLF before a boundary delimiter belongs to the delimiter. When
+      // the delimiter directly follows the blank line that ends this part's header, that line
+      // break is the delimiter's: the part is its header fields alone, without the blank line,
+      // and has no body (BODY[n.MIME] has no empty line; Dovecot reads it the same way).
+      std::size_t end = end_before(result.stop, part.header_offset);
+      part.body_offset = end;
+      part.header_size = end - part.header_offset;
+      result.end = end;
+    }
     if (empty_message) {
       ++parts_;
       part.message_envelope = std::make_unique<Envelope>();

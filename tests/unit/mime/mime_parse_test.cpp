@@ -314,6 +314,47 @@ TEST(MimeParse, EnvelopeAddresses) {
   EXPECT_EQ(e.message_id, "<c@d>");
 }
 
+TEST(MimeParse, BlankLineBeforeADelimiterIsTheDelimiters) {
+  // RFC 2046 §5.1.1: the CRLF before "--b" belongs to the delimiter, so a part that is a header
+  // and a blank line right before the next delimiter has no blank line of its own, no body.
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=b\n\n"
+      "--b\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\n"
+      "--b\n\n"
+      "--b\nContent-Type: text/plain\n\nbody\n"
+      "--b--\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 3u);
+  const BodyPart& first = s.root.children[0];
+  EXPECT_EQ(header_of(msg, first),
+            "Content-Type: text/plain\r\nContent-Transfer-Encoding: 7bit\r\n");
+  EXPECT_EQ(first.body_size, 0u);
+  EXPECT_EQ(first.body_lines, 0u);
+  const BodyPart& empty = s.root.children[1];  // nothing between the delimiters
+  EXPECT_EQ(empty.header_size, 0u);
+  EXPECT_EQ(empty.body_size, 0u);
+  const BodyPart& last = s.root.children[2];  // an ordinary part keeps its blank line
+  EXPECT_EQ(header_of(msg, last), "Content-Type: text/plain\r\n\r\n");
+  EXPECT_EQ(body_of(msg, last), "body");
+}
+
+TEST(MimeParse, RepeatedAddressFieldsAreJoined) {
+  // RFC 5322 §3.6 allows one Cc field; bulk mail often has one per recipient. All of them count.
+  std::string msg = to_crlf(
+      "From: a@example.org\n"
+      "Cc: one@example.org\n"
+      "Subject: first\n"
+      "Cc: two@example.org, three@example.org\n"
+      "Subject: second\n"
+      "\n");
+  MessageStructure s = parse(msg);
+  ASSERT_EQ(s.envelope.cc.size(), 3u);
+  EXPECT_EQ(s.envelope.cc[0].mailbox, "one");
+  EXPECT_EQ(s.envelope.cc[2].mailbox, "three");
+  EXPECT_EQ(s.envelope.subject, "first");  // string fields: the first one
+}
+
 TEST(MimeParse, BrokenAddressesDoNotThrowOrLoop) {
   for (std::string_view v :
        {"", ",,,", "<", ">", "@", "a@", "@b", "<>", "\"unterminated", "(unterminated",
