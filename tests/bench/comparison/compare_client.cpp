@@ -82,10 +82,10 @@ enum class Mode { Imap, Pop3, Lmtp, Script, Idle };
 // What the reader waits for to consider the current command answered.
 enum class Await {
   None,
-  ImapTagged,    // the line "<tag> ..." (literals in between skipped)
-  Pop3Single,    // one "+OK"/"-ERR" line
-  Pop3Multi,     // "+OK" then lines up to "."
-  SmtpReply,     // "ddd-" continuation lines up to "ddd "
+  ImapTagged,  // the line "<tag> ..." (literals in between skipped)
+  Pop3Single,  // one "+OK"/"-ERR" line
+  Pop3Multi,   // "+OK" then lines up to "."
+  SmtpReply,   // "ddd-" continuation lines up to "ddd "
 };
 
 struct Timing {
@@ -103,8 +103,8 @@ struct Conn {
   bufferevent* bev = nullptr;
   std::size_t id = 0;
   std::string user;
-  int step = 0;        // position in the protocol's script
-  uint64_t sent = 0;   // commands sent on this connection
+  int step = 0;       // position in the protocol's script
+  uint64_t sent = 0;  // commands sent on this connection
   Await await = Await::None;
   bool greeted = false;
   bool done = false;
@@ -227,17 +227,24 @@ void advance(Conn& c, bool ok) {
       const uint32_t n = 1 + static_cast<uint32_t>(c.rng() % cl.messages);
       const std::string ns = std::to_string(n);
       switch (c.step++ % 8) {
-        case 0: return imap_command(c, "UID FETCH 1:* (FLAGS)");
+        case 0:
+          return imap_command(c, "UID FETCH 1:* (FLAGS)");
         case 1:
           return imap_command(c, "FETCH " + ns +
                                      " (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO "
                                      "SUBJECT DATE)])");
-        case 2: return imap_command(c, "FETCH " + ns + " BODY.PEEK[]");
-        case 3: return imap_command(c, "STORE " + ns + " +FLAGS (\\Flagged)");
-        case 4: return imap_command(c, "UID SEARCH UNSEEN");
-        case 5: return imap_command(c, "STORE " + ns + " -FLAGS (\\Flagged)");
-        case 6: return imap_command(c, "NOOP");
-        default: return imap_command(c, "SELECT INBOX");
+        case 2:
+          return imap_command(c, "FETCH " + ns + " BODY.PEEK[]");
+        case 3:
+          return imap_command(c, "STORE " + ns + " +FLAGS (\\Flagged)");
+        case 4:
+          return imap_command(c, "UID SEARCH UNSEEN");
+        case 5:
+          return imap_command(c, "STORE " + ns + " -FLAGS (\\Flagged)");
+        case 6:
+          return imap_command(c, "NOOP");
+        default:
+          return imap_command(c, "SELECT INBOX");
       }
     }
     case Mode::Script: {
@@ -258,8 +265,10 @@ void advance(Conn& c, bool ok) {
         return imap_command(c, login_command(c));
       }
       if (c.step == -1) return close_conn(c);
-      if (c.step == 1) c.step = 2;
-      else ++c.step;
+      if (c.step == 1)
+        c.step = 2;
+      else
+        ++c.step;
       const auto i = static_cast<std::size_t>(c.step - 2);
       if (i >= cl.script.size() || now_s() - cl.t0 > kScriptDeadline) {
         c.step = -1;
@@ -293,8 +302,10 @@ void advance(Conn& c, bool ok) {
     case Mode::Pop3: {
       if (c.step >= 3) {
         ++cl.commands;
-        if (ok) cl.bytes += c.bytes;
-        else note_error(c, "RETR failed");
+        if (ok)
+          cl.bytes += c.bytes;
+        else
+          note_error(c, "RETR failed");
       } else if (c.step > 0) {
         ++cl.commands;
         if (!ok) {
@@ -324,8 +335,8 @@ void advance(Conn& c, bool ok) {
         return send(c, "QUIT\r\n");
       }
       // Each connection starts at its own message and walks the mailbox.
-      const uint32_t n = 1 + static_cast<uint32_t>((c.id * 37 + static_cast<uint64_t>(c.step) - 2) %
-                                                   cl.messages);
+      const uint32_t n =
+          1 + static_cast<uint32_t>((c.id * 37 + static_cast<uint64_t>(c.step) - 2) % cl.messages);
       ++c.step;
       c.await = Await::Pop3Multi;
       return send(c, "RETR " + std::to_string(n) + "\r\n");
@@ -382,8 +393,8 @@ void on_line(Conn& c, std::string_view line, bool line_start) {
   c.bytes += line.size() + 2;
   if (!c.greeted) {
     c.greeted = true;
-    const bool ok = line.rfind("* OK", 0) == 0 || line.rfind("+OK", 0) == 0 ||
-                    line.rfind("220", 0) == 0;
+    const bool ok =
+        line.rfind("* OK", 0) == 0 || line.rfind("+OK", 0) == 0 || line.rfind("220", 0) == 0;
     if (!ok) note_error(c, "greeting: " + std::string(line));
     return advance(c, ok);
   }
@@ -434,7 +445,8 @@ void on_read(bufferevent* bev, void* arg) {
   while (!c.done && evbuffer_get_length(in) > 0) {
     if (c.literal_left > 0) {
       const std::size_t have = evbuffer_get_length(in);
-      const std::size_t take = have < c.literal_left ? have : static_cast<std::size_t>(c.literal_left);
+      const std::size_t take =
+          have < c.literal_left ? have : static_cast<std::size_t>(c.literal_left);
       evbuffer_drain(in, take);
       c.literal_left -= take;
       c.bytes += take;
@@ -474,8 +486,8 @@ void on_event(bufferevent* /*bev*/, short what, void* arg) {
   }
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
     const bool expected = c.step == -1;
-    if (!expected) note_error(c, what & BEV_EVENT_EOF ? "server closed the connection"
-                                                     : "connection error");
+    if (!expected)
+      note_error(c, what & BEV_EVENT_EOF ? "server closed the connection" : "connection error");
     close_conn(c);
   }
 }
@@ -635,20 +647,21 @@ int main(int argc, char** argv) {
   if (cl.t_end == 0) cl.t_end = now_s();
   const double elapsed = cl.t_end - cl.t0;
   const double cpu = cpu_s() - cpu0;
-  std::printf("{\"mode\": \"%s\", \"clients\": %zu, \"seconds\": %.4f, \"commands\": %llu, "
-              "\"errors\": %llu, \"bytes\": %llu, \"deliveries\": %llu, \"client_cpu\": %.4f, "
-              "\"ready\": %zu, \"failed\": %zu, \"first_error\": \"%s\", \"timings\": [",
-              mode.c_str(), cl.clients, elapsed, static_cast<unsigned long long>(cl.commands),
-              static_cast<unsigned long long>(cl.errors),
-              static_cast<unsigned long long>(cl.bytes),
-              static_cast<unsigned long long>(cl.deliveries), cpu, cl.idle_ready,
-              cl.idle_failed, json_escape(cl.first_error).c_str());
+  std::printf(
+      "{\"mode\": \"%s\", \"clients\": %zu, \"seconds\": %.4f, \"commands\": %llu, "
+      "\"errors\": %llu, \"bytes\": %llu, \"deliveries\": %llu, \"client_cpu\": %.4f, "
+      "\"ready\": %zu, \"failed\": %zu, \"first_error\": \"%s\", \"timings\": [",
+      mode.c_str(), cl.clients, elapsed, static_cast<unsigned long long>(cl.commands),
+      static_cast<unsigned long long>(cl.errors), static_cast<unsigned long long>(cl.bytes),
+      static_cast<unsigned long long>(cl.deliveries), cpu, cl.idle_ready, cl.idle_failed,
+      json_escape(cl.first_error).c_str());
   for (std::size_t i = 0; i < cl.timings.size(); ++i) {
     const Timing& t = cl.timings[i];
-    std::printf("%s{\"command\": \"%s\", \"ms\": %.3f, \"ok\": %s, \"bytes\": %llu, "
-                "\"matches\": %ld}",
-                i ? ", " : "", json_escape(t.command).c_str(), t.ms, t.ok ? "true" : "false",
-                static_cast<unsigned long long>(t.bytes), t.matches);
+    std::printf(
+        "%s{\"command\": \"%s\", \"ms\": %.3f, \"ok\": %s, \"bytes\": %llu, "
+        "\"matches\": %ld}",
+        i ? ", " : "", json_escape(t.command).c_str(), t.ms, t.ok ? "true" : "false",
+        static_cast<unsigned long long>(t.bytes), t.matches);
   }
   std::printf("]}\n");
   // Connections left open (idle mode, or abandoned at the deadline) close with the process.
