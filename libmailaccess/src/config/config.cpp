@@ -920,7 +920,13 @@ std::optional<std::vector<std::string>> Config::get_strings(std::string_view key
 std::string Config::to_toml() const {
   std::ostringstream out;
   out << "# effective configuration (from " << impl_->source << ")\n";
-  out << toml::toml_formatter{impl_->root} << "\n";
+  // Strings always as basic strings with escapes: toml++ 3.3.0 may pick a multi-line literal
+  // string for a value that itself holds ''' and then prints a file that does not load (found
+  // by tests/fuzz).
+  constexpr auto flags = toml::toml_formatter::default_flags &
+                         ~(toml::format_flags::allow_literal_strings |
+                           toml::format_flags::allow_multi_line_strings);
+  out << toml::toml_formatter{impl_->root, flags} << "\n";
   return out.str();
 }
 

@@ -191,6 +191,20 @@ TEST_F(ConfigTest, KeyWithAControlCharacterIsRefused) {
   EXPECT_EQ(c.error().message, "--set imap.x?y: control character in key 'imap.x?y'");
 }
 
+// Found by tests/fuzz (config): a value holding ''' and a newline was printed as a multi-line
+// literal string, which ended early, so `config show` gave a file that does not load.
+TEST_F(ConfigTest, ShownConfigLoadsBackWhateverItsStringsHold) {
+  LoadOptions o;
+  o.state_dir = dir_;
+  const std::string banner = "a'''b\nc\"d\\e\tf '' \"\"\"";
+  o.overrides = {"imap.banner=" + banner};
+  auto c = Config::load(o);
+  ASSERT_TRUE(c) << c.error().message;
+  auto again = load_text((*c)->to_toml());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ((*again)->get_string("imap.banner"), banner);
+}
+
 TEST_F(ConfigTest, UnknownKeyInFileNamesFileLineAndKey) {
   std::string text =
       "[server]\n"
