@@ -1,12 +1,18 @@
 #include "index.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <xapian.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <list>
 #include <mutex>
+#include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -69,12 +75,6 @@ Error xapian_error(const Xapian::Error& e, std::string_view what) {
   return Error{code, std::string(what), type + ": " + e.get_msg()};
 }
 
-bool is_corrupt(const Xapian::Error& e) {
-  std::string type = e.get_type();
-  return type == "DatabaseCorruptError" || type == "DatabaseVersionError" ||
-         (type == "DatabaseOpeningError");
-}
-
 Result<std::string> read_message(spi::Mailbox& mailbox, uint32_t uid, uint64_t size_hint) {
   auto reader = mailbox.open_message(uid);
   if (!reader) return tl::unexpected(reader.error());
@@ -126,6 +126,51 @@ bool build_document(const MessageText& text, Xapian::Document& doc) {
   return true;
 }
 
+// Serialises the steps that create, swap or restore a mailbox's database directory between
+// processes (the server's indexing worker, `mailaccess index`): an flock on "<dir>~lock"
+// ('~' never appears in an escaped name). Xapian's own writer lock lives inside the directory,
+// so it cannot guard the directory's creation or replacement.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& dir) {
+    fd_ = ::open((dir + "~lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0)
+      throw std::runtime_error(fmt::format("cannot open {}~lock: {}", dir, std::strerror(errno)));
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd_);
+      throw std::runtime_error(fmt::format("cannot lock {}~lock: {}", dir, std::strerror(err)));
+    }
+  }
+  ~DirLock() { ::close(fd_); }
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+bool is_database(const std::string& dir) {
+  std::error_code ec;
+  return fs::exists(fs::path(dir) / "iamglass", ec);
+}
+
+void rename_or_throw(const std::string& from, const std::string& to) {
+  std::error_code ec;
+  fs::rename(from, to, ec);
+  if (ec)
+    throw std::runtime_error(fmt::format("cannot rename {} to {}: {}", from, to, ec.message()));
+}
+
+// Under DirLock: a crash between the two renames of a swap (install_fresh, compact_in_place)
+// leaves the database only at "<dir>~old"; put it back.
+void restore_interrupted_swap(const std::string& dir) {
+  std::error_code ec;
+  std::string old = dir + "~old";
+  if (!fs::exists(dir, ec) && fs::exists(old, ec)) rename_or_throw(old, dir);
+}
+
 // Below this many new messages a sync never compacts.
 constexpr uint64_t kCompactMinimum = 1000;
 
@@ -143,17 +188,23 @@ void compact_in_place(const std::string& dir) {
     fs::remove_all(tmp, ec);
     return;
   }
-  fs::rename(dir, old, ec);
-  if (ec) {
+  try {
+    DirLock lock(dir);
+    fs::remove_all(old, ec);
+    fs::rename(dir, old, ec);
+    if (ec) {
+      fs::remove_all(tmp, ec);
+      return;
+    }
+    fs::rename(tmp, dir, ec);
+    if (ec) {
+      fs::rename(old, dir, ec);
+      return;
+    }
+    fs::remove_all(old, ec);
+  } catch (const std::exception&) {
     fs::remove_all(tmp, ec);
-    return;
   }
-  fs::rename(tmp, dir, ec);
-  if (ec) {
-    fs::rename(old, dir, ec);
-    return;
-  }
-  fs::remove_all(old, ec);
 }
 
 uint64_t dir_bytes(const fs::path& dir) {
@@ -228,122 +279,184 @@ std::string mailbox_of_dir(std::string_view dir_name) { return unescape(dir_name
 
 // ---- writing ----
 
+namespace {
+
+// Creates an empty database at `dir`, atomically: it is made complete in "<dir>~new" and
+// renamed into place, so a crash never leaves a half-created database (a directory without
+// iamglass) in the live path. With `replace`, a database already there is swapped out and
+// deleted; without, one made meanwhile by another process is kept.
+void install_fresh(const std::string& dir, bool replace) {
+  DirLock lock(dir);
+  restore_interrupted_swap(dir);
+  if (!replace && is_database(dir)) return;
+  std::string tmp = dir + "~new";
+  std::string old = dir + "~old";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  {
+    Xapian::WritableDatabase fresh(tmp, Xapian::DB_CREATE_OR_OVERWRITE);
+    fresh.commit();
+    fresh.close();
+  }
+  if (fs::exists(dir, ec)) {
+    fs::remove_all(old, ec);
+    rename_or_throw(dir, old);
+  }
+  fs::rename(tmp, dir, ec);
+  if (ec) {
+    std::error_code ec2;
+    fs::rename(old, dir, ec2);
+    throw std::runtime_error(fmt::format("cannot rename {} into place: {}", tmp, ec.message()));
+  }
+  fs::remove_all(old, ec);
+}
+
+// A database that cannot be opened or read: rebuilt rather than failing every update.
+// DatabaseNotFoundError on a directory that exists: Xapian does not recognise it.
+bool is_damaged(const Xapian::Error& e) {
+  std::string type = e.get_type();  // Xapian::Error has no virtual table to dynamic_cast on
+  // A truncated table gives a plain DatabaseError ("EOF reading block"); so does an I/O error,
+  // for which the one rebuild attempt fails the same way and the error is reported.
+  return type == "DatabaseCorruptError" || type == "DatabaseOpeningError" ||
+         type == "DatabaseNotFoundError" || type == "DatabaseVersionError" ||
+         type == "DatabaseError";
+}
+
+// One pass of sync_mailbox (it retries once with `force_new` when the database is damaged).
+void sync_once(const Settings& settings, const std::string& dir, spi::Mailbox& mailbox,
+               const SyncOptions& options, bool force_new, SyncResult& result) {
+  std::error_code ec;
+  fs::create_directories(fs::path(dir).parent_path(), ec);
+  if (ec)
+    throw std::runtime_error(
+        fmt::format("cannot create the index directory {}: {}", dir, ec.message()));
+  if (!force_new && !is_database(dir)) {
+    {
+      DirLock lock(dir);
+      restore_interrupted_swap(dir);
+    }
+    if (!is_database(dir) && fs::exists(dir, ec)) {
+      // Left by an older version or by a crash inside Xapian's own creation.
+      result.rebuilt = true;
+      result.rebuilt_reason = "not a Xapian database";
+      force_new = true;
+    }
+  }
+  if (force_new) {
+    install_fresh(dir, true);
+  } else if (!is_database(dir)) {
+    install_fresh(dir, false);
+  }
+  auto open = [&]() -> Xapian::WritableDatabase {
+    try {
+      return Xapian::WritableDatabase(dir, Xapian::DB_OPEN);
+    } catch (const Xapian::DatabaseLockError&) {
+      if (!options.wait_for_lock) throw;
+      if (options.on_wait) options.on_wait();
+      return Xapian::WritableDatabase(dir, Xapian::DB_OPEN | Xapian::DB_RETRY_LOCK);
+    }
+  };
+  Xapian::WritableDatabase db = open();
+  const uint32_t uidvalidity = mailbox.status().uidvalidity;
+  std::string schema = db.get_metadata(std::string(kMetaSchema));
+  std::string have_validity = db.get_metadata(std::string(kMetaUidValidity));
+  std::string have_fold = db.get_metadata(std::string(kMetaFold));
+  bool fresh = db.get_doccount() == 0 && schema.empty();
+  if (!fresh && (schema != std::to_string(kSchemaVersion) ||
+                 have_validity != std::to_string(uidvalidity) || have_fold != fold_fingerprint())) {
+    result.rebuilt = true;
+    result.rebuilt_reason =
+        schema != std::to_string(kSchemaVersion)
+            ? fmt::format("schema {} (this version writes {})", schema, kSchemaVersion)
+        : have_validity != std::to_string(uidvalidity) ? "UIDVALIDITY changed"
+                                                       : "the text folding changed";
+    db.close();
+    install_fresh(dir, true);
+    db = open();
+  }
+  db.set_metadata(std::string(kMetaSchema), std::to_string(kSchemaVersion));
+  db.set_metadata(std::string(kMetaUidValidity), std::to_string(uidvalidity));
+  db.set_metadata(std::string(kMetaFold), fold_fingerprint());
+
+  // What the index has, what the view has.
+  std::vector<uint32_t> have;
+  for (auto it = db.postlist_begin(""); it != db.postlist_end(""); ++it) have.push_back(*it);
+  std::vector<uint32_t> want;
+  want.reserve(mailbox.count());
+  for (std::size_t i = 0; i < mailbox.count(); ++i) want.push_back(mailbox.message(i).uid);
+  result.total = want.size();
+  std::vector<uint32_t> gone, missing;
+  std::set_difference(have.begin(), have.end(), want.begin(), want.end(), std::back_inserter(gone));
+  std::set_difference(want.begin(), want.end(), have.begin(), have.end(),
+                      std::back_inserter(missing));
+  for (uint32_t uid : gone) db.delete_document(uid);
+  result.removed = gone.size();
+
+  uint64_t done = want.size() - missing.size();
+  if (options.on_progress && !missing.empty()) options.on_progress(done, result.total);
+  std::size_t batch_docs = 0, batch_bytes = 0;
+  auto commit = [&] {
+    db.commit();
+    batch_docs = batch_bytes = 0;
+    if (options.on_progress) options.on_progress(done, result.total);
+  };
+  for (uint32_t uid : missing) {
+    if (options.cancel && options.cancel->load()) {
+      result.cancelled = true;
+      break;
+    }
+    auto structure = mailbox.structure(uid);
+    if (!structure || !*structure) {
+      ++result.unreadable;
+      continue;
+    }
+    auto raw = read_message(mailbox, uid, 0);
+    if (!raw) {
+      ++result.unreadable;
+      continue;
+    }
+    MessageText text = message_text(*raw, **structure);
+    Xapian::Document doc;
+    if (!build_document(text, doc)) ++result.scan_only;
+    db.replace_document(uid, doc);
+    ++result.indexed;
+    ++done;
+    result.text_bytes += text.bytes();
+    result.mail_bytes += raw->size();
+    ++batch_docs;
+    batch_bytes += text.bytes() + raw->size() / 4;
+    if (batch_docs >= settings.batch_messages || batch_bytes >= settings.batch_bytes) commit();
+  }
+  commit();
+  db.close();
+  // After indexing most of a mailbox at once, rewrite the database compactly: B-tree blocks
+  // filled by appends are about half empty. Readers holding the old files keep them.
+  if (!result.cancelled && result.indexed > kCompactMinimum && result.indexed * 2 > result.total) {
+    compact_in_place(dir);
+  }
+}
+
+}  // namespace
+
 Result<SyncResult> sync_mailbox(const Settings& settings, std::string_view user,
                                 spi::Mailbox& mailbox, const SyncOptions& options) noexcept {
   SyncResult result;
   const std::string dir = mailbox_dir(settings, user, mailbox.name());
   try {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec)
-      return tl::unexpected(
-          Error{ErrorCode::Temp, "cannot create the index directory", dir + ": " + ec.message()});
     if (options.rebuild) {
       result.rebuilt = true;
       result.rebuilt_reason = "rebuild asked";
     }
-    auto open = [&](bool wipe) -> Xapian::WritableDatabase {
-      int flags = wipe ? Xapian::DB_CREATE_OR_OVERWRITE : Xapian::DB_CREATE_OR_OPEN;
-      try {
-        return Xapian::WritableDatabase(dir, flags);
-      } catch (const Xapian::DatabaseLockError&) {
-        if (!options.wait_for_lock) throw;
-        if (options.on_wait) options.on_wait();
-        return Xapian::WritableDatabase(dir, flags | Xapian::DB_RETRY_LOCK);
-      }
-    };
-    Xapian::WritableDatabase db;
     try {
-      db = open(options.rebuild);
-    } catch (const Xapian::DatabaseLockError&) {
-      throw;
+      sync_once(settings, dir, mailbox, options, options.rebuild, result);
     } catch (const Xapian::Error& e) {
-      if (!is_corrupt(e)) throw;
-      // Corrupt or unreadable: drop it and index everything again.
+      if (!is_damaged(e)) throw;
+      // Unreadable (truncated, corrupt, not a database): make it anew and index everything.
+      // SEARCH meanwhile verifies what the index lacks, so it stays exact.
+      result = SyncResult{};
       result.rebuilt = true;
       result.rebuilt_reason = std::string(e.get_type()) + ": " + e.get_msg();
-      fs::remove_all(dir, ec);
-      fs::create_directories(dir, ec);
-      db = open(true);
-    }
-    const uint32_t uidvalidity = mailbox.status().uidvalidity;
-    std::string schema = db.get_metadata(std::string(kMetaSchema));
-    std::string have_validity = db.get_metadata(std::string(kMetaUidValidity));
-    std::string have_fold = db.get_metadata(std::string(kMetaFold));
-    bool fresh = db.get_doccount() == 0 && schema.empty();
-    if (!fresh && (schema != std::to_string(kSchemaVersion) ||
-                   have_validity != std::to_string(uidvalidity) ||
-                   have_fold != fold_fingerprint())) {
-      result.rebuilt = true;
-      result.rebuilt_reason =
-          schema != std::to_string(kSchemaVersion)
-              ? fmt::format("schema {} (this version writes {})", schema, kSchemaVersion)
-          : have_validity != std::to_string(uidvalidity) ? "UIDVALIDITY changed"
-                                                          : "the text folding changed";
-      db.close();
-      db = open(true);
-    }
-    db.set_metadata(std::string(kMetaSchema), std::to_string(kSchemaVersion));
-    db.set_metadata(std::string(kMetaUidValidity), std::to_string(uidvalidity));
-    db.set_metadata(std::string(kMetaFold), fold_fingerprint());
-
-    // What the index has, what the view has.
-    std::vector<uint32_t> have;
-    for (auto it = db.postlist_begin(""); it != db.postlist_end(""); ++it) have.push_back(*it);
-    std::vector<uint32_t> want;
-    want.reserve(mailbox.count());
-    for (std::size_t i = 0; i < mailbox.count(); ++i) want.push_back(mailbox.message(i).uid);
-    result.total = want.size();
-    std::vector<uint32_t> gone, missing;
-    std::set_difference(have.begin(), have.end(), want.begin(), want.end(),
-                        std::back_inserter(gone));
-    std::set_difference(want.begin(), want.end(), have.begin(), have.end(),
-                        std::back_inserter(missing));
-    for (uint32_t uid : gone) db.delete_document(uid);
-    result.removed = gone.size();
-
-    uint64_t done = want.size() - missing.size();
-    if (options.on_progress && !missing.empty()) options.on_progress(done, result.total);
-    std::size_t batch_docs = 0, batch_bytes = 0;
-    auto commit = [&] {
-      db.commit();
-      batch_docs = batch_bytes = 0;
-      if (options.on_progress) options.on_progress(done, result.total);
-    };
-    for (uint32_t uid : missing) {
-      if (options.cancel && options.cancel->load()) {
-        result.cancelled = true;
-        break;
-      }
-      auto structure = mailbox.structure(uid);
-      if (!structure || !*structure) {
-        ++result.unreadable;
-        continue;
-      }
-      auto raw = read_message(mailbox, uid, 0);
-      if (!raw) {
-        ++result.unreadable;
-        continue;
-      }
-      MessageText text = message_text(*raw, **structure);
-      Xapian::Document doc;
-      if (!build_document(text, doc)) ++result.scan_only;
-      db.replace_document(uid, doc);
-      ++result.indexed;
-      ++done;
-      result.text_bytes += text.bytes();
-      result.mail_bytes += raw->size();
-      ++batch_docs;
-      batch_bytes += text.bytes() + raw->size() / 4;
-      if (batch_docs >= settings.batch_messages || batch_bytes >= settings.batch_bytes) commit();
-    }
-    commit();
-    db.close();
-    // After indexing most of a mailbox at once, rewrite the database compactly: B-tree blocks
-    // filled by appends are about half empty. Readers holding the old files keep them.
-    if (!result.cancelled && result.indexed > kCompactMinimum &&
-        result.indexed * 2 > result.total) {
-      compact_in_place(dir);
+      sync_once(settings, dir, mailbox, options, true, result);
     }
     return result;
   } catch (const Xapian::Error& e) {
@@ -407,7 +520,9 @@ Result<void> check_database(const Settings& settings, std::string_view user,
 Result<void> drop_database(const Settings& settings, std::string_view user,
                            std::string_view mailbox) noexcept {
   std::error_code ec;
-  fs::remove_all(mailbox_dir(settings, user, mailbox), ec);
+  std::string dir = mailbox_dir(settings, user, mailbox);
+  for (const char* leftover : {"~new", "~old", "~compact"}) fs::remove_all(dir + leftover, ec);
+  fs::remove_all(dir, ec);
   if (ec) return tl::unexpected(Error{ErrorCode::Temp, "cannot remove the index", ec.message()});
   return {};
 }

@@ -6,7 +6,8 @@
 /// Concurrency: Xapian allows one writer per database. sync_mailbox() takes the writer lock for
 /// one mailbox; with SyncOptions::wait_for_lock it waits (and says so through on_wait),
 /// otherwise it fails with InUse. Readers never wait. A crash leaves the last commit: messages
-/// indexed after it are simply indexed again by the next sync.
+/// indexed after it are simply indexed again by the next sync. Databases are created (and
+/// replaced) atomically beside their path; one that cannot be opened or read is rebuilt.
 
 #include <atomic>
 #include <cstdint>

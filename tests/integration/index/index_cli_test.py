@@ -1,7 +1,8 @@
 """`mailaccess index` and `mailaccess search` on a real store, with the server stopped and
 running: indexing with JSON progress, status, search with the query language (compared with
 IMAP SEARCH over a real socket), --explain, bad queries, a crash in the middle of indexing, a
-corrupt index (detected, SEARCH still right, repaired) and the CLI indexing while the server
+corrupt index (detected, SEARCH still right, repaired), a half-created and a truncated database
+(the server rebuilds them) and the CLI indexing while the server
 runs (one writer at a time, no "database locked" failure).
 
 Runs on the committed sample corpus (tests/data/corpus) so it stays quick.
@@ -163,6 +164,42 @@ def main():
         code, out, err = cli(server, "index", "check", "--user", "demo")
         check(code == 0 and "ok" in out, "check is clean afterwards")
         check(search_uids(server, "body:the") == reference, "search after repair")
+
+        # A database directory without iamglass (a crash inside Xapian's creation, before
+        # creation was made atomic) and one with a truncated table: the server's SEARCH stays
+        # right, its indexing worker rebuilds the database (it does not fail on it forever), and
+        # `index check` is clean afterwards.
+        def damage_half_created():
+            for f in os.listdir(dbdir):
+                os.remove(os.path.join(dbdir, f))
+            with open(os.path.join(dbdir, "postlist.glass"), "wb"):
+                pass
+
+        def damage_truncated():
+            for f in glob.glob(os.path.join(dbdir, "*.glass")):
+                os.truncate(f, os.path.getsize(f) // 3)
+
+        for name, damage in (("half-created", damage_half_created),
+                             ("truncated", damage_truncated)):
+            rebuilds = server.log().count(": rebuilt (")
+            damage()
+            server.start()
+            check(imap_uids(server, 'BODY "the"') == reference, f"SEARCH on a {name} index is right")
+            deadline, row = time.monotonic() + 60, {}
+            while time.monotonic() < deadline:  # the SEARCH queued the mailbox for the worker
+                code, out, err = cli(server, "index", "status", "--user", "demo", "--json")
+                row = {r["mailbox"]: r for r in json.loads(out)}.get("INBOX", {}) if code == 0 else {}
+                if row.get("problem") == "" and row.get("missing") == 0:
+                    break
+                time.sleep(0.2)
+            check(row.get("problem") == "" and row.get("missing") == 0,
+                  f"the server rebuilds a {name} index ({row})")
+            check(imap_uids(server, 'BODY "the"') == reference, f"SEARCH after the {name} rebuild")
+            server.stop()
+            check(server.log().count(": rebuilt (") == rebuilds + 1,
+                  f"the server logs the {name} rebuild once")
+            code, out, err = cli(server, "index", "check", "--user", "demo")
+            check(code == 0 and "ok" in out, f"check is clean after the {name} rebuild ({code})")
 
         # Bad input: 10,000 recipients, a 5 MB single-line body, 3 MB of binary labelled
         # text/plain, a broken charset. Indexed without failing; SEARCH finds what is there.
