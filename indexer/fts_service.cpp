@@ -8,7 +8,10 @@ namespace mailaccess::indexer {
 
 namespace {
 constexpr std::string_view kComponent = "fts_xapian";
-}
+// Mailboxes whose last sync is remembered; beyond this the memory starts over (a SELECT then
+// queues one sync of its mailbox again, as after a restart).
+constexpr std::size_t kMaxSynced = 100000;
+}  // namespace
 
 FtsService::FtsService(spi::Host& host, Settings settings, bool index_on_select)
     : host_(host), searcher_(std::move(settings)), index_on_select_(index_on_select) {}
@@ -38,7 +41,13 @@ std::vector<imap::TextAnswer> FtsService::lookup(
     auto answers = searcher_.lookup(user, mailbox.name(), mailbox.status().uidvalidity, uids, crit,
                                     &unindexed);
     // Messages the index lacks were verified by the session; index them for next time.
-    if (unindexed > 0) enqueue(user, mailbox.name());
+    if (unindexed > 0) {
+      {
+        std::lock_guard lock(mutex_);
+        synced_.erase({user, mailbox.name()});  // the index lost some (rebuilt, damaged...)
+      }
+      enqueue(user, mailbox.name());
+    }
     for (auto& a : answers) {
       imap::TextAnswer t;
       t.answered = a.answered;
@@ -70,7 +79,15 @@ void FtsService::on_select(imap::SessionApi& session) noexcept {
     if (mb == nullptr) return;
     std::string user(session.user());
     std::string name = mb->name();
-    enqueue(user, name);
+    // Nothing changed since the last complete sync: no diff of the whole mailbox to queue.
+    Synced now{mb->status().uidvalidity, mb->status().uidnext, mb->count()};
+    bool unchanged = false;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = synced_.find({user, name});
+      unchanged = it != synced_.end() && it->second == now;
+    }
+    if (!unchanged) enqueue(user, name);
     // New mail in the selected mailbox is indexed as it arrives (LMTP, deliver, APPEND, the
     // MTA writing into Maildir): the change bus tells, the worker diffs against the store.
     auto token = host_.change_bus().subscribe(user, name, session.connection().loop(),
@@ -134,6 +151,8 @@ void FtsService::run() noexcept {
       if (mb.error().code == ErrorCode::NotFound) {
         (void)drop_database(searcher_.settings(), user, mailbox);
       }
+      std::lock_guard lock(mutex_);
+      synced_.erase(job);
       continue;
     }
     SyncOptions options;
@@ -142,6 +161,15 @@ void FtsService::run() noexcept {
     auto r = sync_mailbox(searcher_.settings(), user, **mb, options);
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    {
+      std::lock_guard lock(mutex_);
+      if (r && !r->cancelled && r->unreadable == 0) {
+        if (synced_.size() >= kMaxSynced) synced_.clear();
+        synced_[job] = Synced{(*mb)->status().uidvalidity, (*mb)->status().uidnext, (*mb)->count()};
+      } else {
+        synced_.erase(job);
+      }
+    }
     if (!r) {
       host_.log(
           r.error().code == ErrorCode::InUse ? spi::LogLevel::Debug : spi::LogLevel::Warning,
@@ -159,6 +187,9 @@ void FtsService::run() noexcept {
       host_.log(spi::LogLevel::Info, kComponent, "",
                 fmt::format("index {} {}: {} added, {} removed in {:.0f} ms", user, mailbox,
                             r->indexed, r->removed, ms));
+    } else {
+      host_.log(spi::LogLevel::Debug, kComponent, "",
+                fmt::format("index {} {}: in step with the store ({:.0f} ms)", user, mailbox, ms));
     }
   }
 }

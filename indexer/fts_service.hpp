@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -48,6 +49,16 @@ class FtsService final : public imap::SearchIndex {
   std::condition_variable cv_;
   std::deque<std::pair<std::string, std::string>> queue_;
   std::set<std::pair<std::string, std::string>> queued_;
+  // What each mailbox looked like when its last sync completed (guarded by mutex_): a SELECT
+  // of a mailbox that still looks the same queues nothing. UIDs only ever come from appends,
+  // so an unchanged UIDVALIDITY, UIDNEXT and message count mean the same set of UIDs.
+  struct Synced {
+    uint32_t uidvalidity = 0;
+    uint32_t uidnext = 0;
+    std::size_t messages = 0;
+    bool operator==(const Synced&) const = default;
+  };
+  std::map<std::pair<std::string, std::string>, Synced> synced_;
   std::atomic<bool> stopping_{false};
   std::thread worker_;
   std::mutex subs_mutex_;

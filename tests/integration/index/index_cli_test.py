@@ -244,6 +244,49 @@ def main():
     finally:
         log = server.log()
         server.cleanup()
+
+    # index_on_select: a SELECT queues a sync of the mailbox, but not when it has not changed
+    # since the last sync; new mail makes the next SELECT sync again.
+    server = Server(exe, plugin_dir, listeners=("imap",), users=("demo",),
+                    plugins=["imap", "maildir", "fts_xapian"], prefix="mailaccess-indexsel-",
+                    settings={"maildir.fsync": False, "log.level": "debug"})
+    try:
+        for p in paths[:5]:
+            with open(p, "rb") as f:
+                server.drop_into_new("demo", f.read())
+        server.start()
+
+        def select(*mailboxes):
+            m = imaplib.IMAP4("127.0.0.1", server.port["imap"], timeout=60)
+            m.login("demo", server.password("demo"))
+            for mb in mailboxes:
+                if mb != "INBOX":
+                    m.create(mb)
+                m.select(mb)
+            m.logout()
+
+        def wait_log(text):
+            deadline = time.monotonic() + 30
+            while text not in server.log() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            return text in server.log()
+
+        select("INBOX")
+        check(wait_log("index demo INBOX: 5 added"), "the first SELECT indexes the mailbox")
+        # Then Other's first sync: the worker takes jobs in order, so once it ran, any sync the
+        # three SELECTs of INBOX queued has run too.
+        select("INBOX", "INBOX", "INBOX", "Other")
+        check(wait_log("index demo Other: in step"), "a SELECT of another mailbox syncs it")
+        syncs = server.log().count("index demo INBOX: in step")
+        check(syncs == 0, f"SELECTs of an unchanged mailbox queue no sync ({syncs} ran)")
+        with open(paths[5], "rb") as f:
+            server.drop_into_new("demo", f.read())
+        select("INBOX")
+        check(wait_log("index demo INBOX: 1 added"), "a SELECT after new mail indexes it")
+        server.stop()
+        log += server.log()
+    finally:
+        server.cleanup()
     if FAILURES:
         print(f"{len(FAILURES)} failure(s)")
         print(log[-3000:])
