@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <set>
@@ -608,8 +610,118 @@ class MaildirMailbox final : public spi::Mailbox {
     return map;
   }
 
+  // A move between two folders of the store is a rename of each file (same GUID, so the cache
+  // entry stays valid) plus the two uidlist updates. A crash after the renames leaves files
+  // in the target that its next scan adopts and files missing from the source that its next
+  // scan expunges: each message ends up in exactly one folder.
   Result<spi::UidMap> move(std::span<const uint32_t> uids, std::string_view dest) noexcept override {
     if (read_only_) return fail(ErrorCode::NotPossible, "Mailbox is read-only");
+    auto norm = normalize_name(dest);
+    if (!norm) return tl::unexpected(norm.error());
+    if (!st_->exists(*norm)) return fail(ErrorCode::NotFound, "Mailbox doesn't exist");
+    auto target = st_->folder(*norm);
+    if (!target) return tl::unexpected(target.error());
+    if (target->get() == folder_.get()) return copy_then_expunge(uids, dest);
+    Folder& to = **target;
+    std::vector<uint32_t> todo = in_view(uids);
+    // Both folder locks, always in the same order, so two opposite moves cannot deadlock.
+    Folder* first = folder_.get();
+    Folder* second = &to;
+    if (second->dir() < first->dir()) std::swap(first, second);
+    auto lock1 = first->lock();
+    if (!lock1) return tl::unexpected(lock1.error());
+    auto lock2 = second->lock();
+    if (!lock2) return tl::unexpected(lock2.error());
+    auto& src_list = folder_->list();
+    auto& dst_list = to.list();
+    spi::UidMap map;
+    map.dest_uidvalidity = dst_list.uidvalidity();
+    std::vector<std::string> keywords;
+    for (uint32_t uid : todo) {
+      if (const Entry* e = src_list.find(uid)) {
+        auto f = flags_from_info(parse_file_name(e->file).info, folder_->keywords());
+        keywords.insert(keywords.end(), f.keywords.begin(), f.keywords.end());
+      }
+    }
+    std::sort(keywords.begin(), keywords.end());
+    keywords.erase(std::unique(keywords.begin(), keywords.end()), keywords.end());
+    if (auto k = to.add_keywords_locked(keywords); !k) return tl::unexpected(k.error());
+    uint64_t src_modseq = src_list.highest_modseq() + 1;
+    uint64_t dst_modseq = dst_list.highest_modseq() + 1;
+    uint32_t next_uid = dst_list.uidnext();
+    std::string src_records;
+    std::string dst_records;
+    std::vector<std::pair<std::string, std::string>> cache_copies;
+    CurStamp src_stamp(*folder_);
+    CurStamp dst_stamp(to);
+    for (uint32_t uid : todo) {
+      const Entry* e = src_list.find(uid);
+      if (!e) continue;
+      auto fname = parse_file_name(e->file);
+      spi::Flags flags = flags_from_info(fname.info, folder_->keywords());
+      std::string info = info_from_flags(flags, "", to.keywords());
+      std::string base(fname.base);
+      std::string file = make_file_name(base, fname.size.value_or(0), info);
+      src_stamp.before();
+      dst_stamp.before();
+      int rc = ::renameat2(AT_FDCWD, folder_->cur_path(e->file).c_str(), AT_FDCWD,
+                           to.cur_path(file).c_str(), RENAME_NOREPLACE);
+      if (rc != 0 && errno == EEXIST) {
+        // The target already has a file with this base: the message gets a GUID of its own.
+        std::string fresh = unique_base();
+        file = make_file_name(fresh, fname.size.value_or(0), info);
+        cache_copies.emplace_back(base, fresh);
+        rc = ::renameat2(AT_FDCWD, folder_->cur_path(e->file).c_str(), AT_FDCWD,
+                         to.cur_path(file).c_str(), RENAME_NOREPLACE);
+      } else if (rc != 0 && (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP)) {
+        rc = ::link(folder_->cur_path(e->file).c_str(), to.cur_path(file).c_str());
+        if (rc == 0) ::unlink(folder_->cur_path(e->file).c_str());
+      }
+      src_stamp.after();
+      dst_stamp.after();
+      if (rc != 0) {
+        if (errno == ENOENT) continue;  // gone meanwhile: the next refresh reports it
+        int err = errno;
+        // What was moved so far is recorded below; the rest stays where it is.
+        if (map.source.empty()) return tl::unexpected(sys_error("rename", e->file, err));
+        st_->warn("move stopped early: " + std::string(std::strerror(err)));
+        break;
+      }
+      Entry d;
+      d.uid = next_uid++;
+      d.modseq = dst_modseq;
+      d.internal_date = e->internal_date;
+      d.tz = e->tz;
+      d.file = file;
+      Uidlist::add_record(dst_records, d);
+      Uidlist::expunge_record(src_records, uid, src_modseq);
+      map.source.push_back(uid);
+      map.dest.push_back(d.uid);
+    }
+    if (map.source.empty()) return map;
+    crash_point("moved");
+    dst_stamp.record(dst_records);
+    src_stamp.record(src_records);
+    if (auto d = fsync_dir(to.dir() + "/cur"); !d) return tl::unexpected(d.error());
+    if (auto d = fsync_dir(folder_->dir() + "/cur"); !d) return tl::unexpected(d.error());
+    if (auto a = dst_list.append(dst_records); !a) return tl::unexpected(a.error());
+    if (auto a = src_list.append(src_records); !a) return tl::unexpected(a.error());
+    for (const auto& [from, to_guid] : cache_copies) {
+      if (auto blob = st_->cache->get(from)) st_->cache->put(to_guid, *blob);
+    }
+    std::vector<uint32_t> removed = map.source;
+    std::sort(removed.begin(), removed.end());
+    std::erase_if(view_, [&](const spi::MessageInfo& m) {
+      return std::binary_search(removed.begin(), removed.end(), m.uid);
+    });
+    highest_modseq_ = std::max(highest_modseq_, src_list.highest_modseq());
+    st_->publish(to.name());
+    st_->publish(folder_->name());
+    return map;
+  }
+
+ private:
+  Result<spi::UidMap> copy_then_expunge(std::span<const uint32_t> uids, std::string_view dest) {
     auto map = copy(uids, dest);
     if (!map) return map;
     auto removed = expunge(map->source);
@@ -617,7 +729,6 @@ class MaildirMailbox final : public spi::Mailbox {
     return map;
   }
 
- private:
   void take_counters() {
     auto& list = folder_->list();
     uidvalidity_ = list.uidvalidity();

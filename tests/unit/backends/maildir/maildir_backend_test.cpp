@@ -470,6 +470,82 @@ TEST_F(MaildirTest, CrashDuringPickupLeavesEachMessageOnce) {
   }
 }
 
+// MOVE within a store renames the files: same inode and GUID, the cached parse is reused,
+// and a process killed between the renames and the uidlist updates leaves each message in
+// exactly one folder.
+TEST_F(MaildirTest, MoveRenamesFilesAndSurvivesACrash) {
+  {
+    auto store = open_store();
+    ASSERT_TRUE(store->create("Archive", spi::SpecialUse::None));
+    uint32_t a = append(*store, "INBOX", "Subject: a\r\n\r\nbody a\r\n");
+    append(*store, "INBOX", "Subject: b\r\n\r\nbody b\r\n");
+    auto box = store->open("INBOX", false);
+    ASSERT_TRUE(box);
+    ASSERT_TRUE((*box)->update_flags(std::vector<uint32_t>{a},
+                                     {spi::FlagOp::Add, {spi::kFlagFlagged, {"Work"}}, {}}));
+    auto files = files_in(root_ + "/cur");
+    ASSERT_EQ(files.size(), 2u);
+    std::string guid = (*box)->message(0).guid;
+    struct stat before {};
+    for (const auto& f : files) {
+      if (f.starts_with(guid)) ASSERT_EQ(::stat((root_ + "/cur/" + f).c_str(), &before), 0);
+    }
+    auto moved = (*box)->move(std::vector<uint32_t>{a}, "Archive");
+    ASSERT_TRUE(moved);
+    ASSERT_EQ(moved->dest.size(), 1u);
+    EXPECT_EQ((*box)->count(), 1u);
+    auto archive = store->open("Archive", false);
+    ASSERT_TRUE(archive);
+    ASSERT_EQ((*archive)->count(), 1u);
+    const auto& m = (*archive)->message(0);
+    EXPECT_EQ(m.uid, moved->dest[0]);
+    EXPECT_EQ(m.guid, guid);
+    EXPECT_EQ(m.flags.system, spi::kFlagFlagged);
+    EXPECT_EQ(m.flags.keywords, std::vector<std::string>{"Work"});
+    auto archived = files_in(root_ + "/.Archive/cur");
+    ASSERT_EQ(archived.size(), 1u);
+    struct stat after {};
+    ASSERT_EQ(::stat((root_ + "/.Archive/cur/" + archived[0]).c_str(), &after), 0);
+    EXPECT_EQ(after.st_ino, before.st_ino);
+    auto opens = message_file_opens().load();
+    auto s = (*archive)->structure(m.uid);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(message_file_opens().load(), opens);  // the parse cached at APPEND time
+    EXPECT_EQ(read_message(**archive, m.uid), "Subject: a\r\n\r\nbody a\r\n");
+  }
+
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::setenv("MAILACCESS_MAILDIR_CRASH_AT", "moved", 1);
+    MaildirBackend backend;
+    auto bus = make_change_bus();
+    auto store = backend.open_store(spi::StoreLocation{"alice", root_}, *bus);
+    if (store) {
+      auto box = (*store)->open("INBOX", false);
+      if (box && (*box)->count() == 1) {
+        (void)(*box)->move(std::vector<uint32_t>{(*box)->message(0).uid}, "Archive");
+      }
+    }
+    ::_exit(3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  auto store = open_store();
+  auto inbox = store->open("INBOX", false);
+  auto archive = store->open("Archive", false);
+  ASSERT_TRUE(inbox && archive);
+  EXPECT_EQ((*inbox)->count(), 0u);
+  ASSERT_EQ((*archive)->count(), 2u);
+  std::multiset<std::string> got;
+  for (std::size_t i = 0; i < 2; ++i) {
+    got.insert(read_message(**archive, (*archive)->message(i).uid));
+  }
+  EXPECT_EQ(got, (std::multiset<std::string>{"Subject: a\r\n\r\nbody a\r\n",
+                                             "Subject: b\r\n\r\nbody b\r\n"}));
+}
+
 TEST_F(MaildirTest, UidlistCompactionKeepsState) {
   // 1200 changes: durability is not what this test is about.
   set_fsync_enabled(false);
