@@ -19,6 +19,9 @@ std::atomic<bool> g_fsync{true};
 }  // namespace
 
 void set_fsync_enabled(bool enabled) { g_fsync = enabled; }
+std::atomic<bool> g_fsync_flags{false};
+void set_fsync_flags_enabled(bool enabled) { g_fsync_flags = enabled; }
+bool fsync_flags_enabled() { return g_fsync && g_fsync_flags; }
 bool fsync_enabled() { return g_fsync; }
 int durable_fsync(int fd) { return g_fsync ? ::fsync(fd) : 0; }
 int durable_fdatasync(int fd) { return g_fsync ? ::fdatasync(fd) : 0; }

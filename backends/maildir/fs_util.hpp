@@ -21,6 +21,14 @@ bool fsync_enabled();
 int durable_fsync(int fd);
 int durable_fdatasync(int fd);
 
+/// Whether flag changes (STORE) are fsynced too (default: no). A flag change is a rename in
+/// cur/ and a uidlist line; without the fsyncs a power failure may take back the last flag
+/// changes (never mail: appends, copies, moves and expunges stay durable), which is what
+/// Dovecot's default `mail_fsync = optimized` accepts too. A killed server loses nothing either
+/// way: the page cache keeps what was written. Config key `maildir.fsync_flags`.
+void set_fsync_flags_enabled(bool enabled);
+bool fsync_flags_enabled();
+
 /// An Error for a failed system call; the path and errno text go to `detail` only.
 Error sys_error(std::string_view what, const std::string& path, int err);
 /// Temp for ENOSPC/EDQUOT/EIO-like conditions, NotFound for ENOENT, Perm for EACCES, else Internal.

@@ -459,8 +459,11 @@ class MaildirMailbox final : public spi::Mailbox {
       }
       if (!records.empty()) {
         cur_stamp.record(records);
-        if (auto d = fsync_dir(folder_->dir() + "/cur"); !d) return tl::unexpected(d.error());
-        if (auto a = list.append(records); !a) return tl::unexpected(a.error());
+        const bool durable = fsync_flags_enabled();
+        if (durable) {
+          if (auto d = fsync_dir(folder_->dir() + "/cur"); !d) return tl::unexpected(d.error());
+        }
+        if (auto a = list.append(records, durable); !a) return tl::unexpected(a.error());
         records.clear();
       }
       todo = missing;

@@ -15,12 +15,16 @@ class MaildirPlugin final : public spi::Plugin {
         }) {
     host.declare_config({{"maildir.fsync", spi::ConfigType::Boolean, "true",
                           "fsync every delivery and change before acknowledging it; turn off "
-                          "only for throwaway mail (tests, benchmarks)"}});
+                          "only for throwaway mail (tests, benchmarks)"},
+                         {"maildir.fsync_flags", spi::ConfigType::Boolean, "false",
+                          "also fsync flag changes (STORE) before answering; off, a power "
+                          "failure may undo the last flag changes, never mail"}});
     host.register_backend(backend_);
   }
   Result<void> start() noexcept override {
     auto config = host_.config();
     set_fsync_enabled(!config || config->get_bool("maildir.fsync").value_or(true));
+    set_fsync_flags_enabled(config && config->get_bool("maildir.fsync_flags").value_or(false));
     return {};
   }
   void stop() noexcept override { backend_.stop(); }

@@ -296,7 +296,7 @@ void Uidlist::stamp_record(std::string& out, const DirStamp& stamp) {
   out.push_back('\n');
 }
 
-Result<void> Uidlist::append(const std::string& records) {
+Result<void> Uidlist::append(const std::string& records, bool durable) {
   if (records.empty()) return {};
   if (fd_ < 0 || state_ != State::Ok) return fail(ErrorCode::Internal, "Storage error", "uidlist not loaded");
   // A writer that died mid-line left a fragment: end it so it stays one bad line on its own.
@@ -309,7 +309,9 @@ Result<void> Uidlist::append(const std::string& records) {
   }
   data += records;
   if (auto w = write_all(fd_, data, path_); !w) return w;
-  if (durable_fdatasync(fd_) != 0) return tl::unexpected(sys_error("fdatasync", path_, errno));
+  if (durable && durable_fdatasync(fd_) != 0) {
+    return tl::unexpected(sys_error("fdatasync", path_, errno));
+  }
   auto r = refresh();
   if (!r) return tl::unexpected(r.error());
   if (records_ > kMinCompactRecords && records_ > 2 * entries_.size()) {

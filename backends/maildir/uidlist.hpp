@@ -95,8 +95,9 @@ class Uidlist {
   static void stamp_record(std::string& out, const DirStamp& stamp);
 
   /// Appends records (caller holds the lock and has called refresh()), makes them durable and
-  /// applies them. Compacts the file when it has grown mostly dead.
-  Result<void> append(const std::string& records);
+  /// applies them. Compacts the file when it has grown mostly dead. `durable` false skips the
+  /// fdatasync (flag changes when maildir.fsync_flags is off).
+  Result<void> append(const std::string& records, bool durable = true);
   /// Writes a fresh file with these values and the current live entries (caller holds the lock).
   Result<void> rewrite(uint32_t uidvalidity, uint32_t uidnext, uint64_t highest_modseq,
                        bool keep_entries);
