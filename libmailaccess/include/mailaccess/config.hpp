@@ -22,6 +22,10 @@ struct ListenerConfig {
   uint16_t port = 0;
   spi::TlsMode tls = spi::TlsMode::None;
   bool enabled = true;
+  // Unix sockets only: who may connect (the MTA's delivery user, e.g. postfix or Debian-exim).
+  uint32_t socket_mode = 0660;
+  std::string socket_user;   ///< owner of the socket file; empty: the server's (as bound)
+  std::string socket_group;  ///< group of the socket file; empty: the server's (as bound)
 };
 
 /// Every core key with its type, default (TOML text) and help: the documentation of the config

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -153,6 +154,12 @@ constexpr CoreKey kListenerKeys[] = {
    "none, starttls (plaintext, upgraded on request) or implicit (TLS from the first byte)."},
   {"enabled", ConfigType::Boolean, "true",
    "false keeps the listener closed."},
+  {"socket_mode", ConfigType::String, R"("0660")",
+   "Unix sockets: permission bits of the socket file (octal); connecting needs write permission."},
+  {"socket_user", ConfigType::String, R"("")",
+   "Unix sockets: owner of the socket file, e.g. the MTA's delivery user; empty: the server's."},
+  {"socket_group", ConfigType::String, R"("")",
+   "Unix sockets: group of the socket file; empty: the server's."},
 };
 // clang-format on
 
@@ -529,6 +536,19 @@ Result<void> Config::Impl::check_listeners(const toml::key& section_key, const t
                       where_key("tls"), prefix, tls)));
     }
     lc.enabled = at("enabled") ? *at("enabled")->value<bool>() : true;
+    if (const auto* mode = at("socket_mode")) {
+      std::string text = *mode->value<std::string>();
+      char* end = nullptr;
+      unsigned long bits = text.empty() ? 010000 : std::strtoul(text.c_str(), &end, 8);
+      if (text.empty() || *end != '\0' || bits > 0777) {
+        return tl::unexpected(config_error(fmt::format(
+            "{}: '{}.socket_mode' must be octal permission bits such as \"0660\", not \"{}\"",
+            where_key("socket_mode"), prefix, text)));
+      }
+      lc.socket_mode = static_cast<uint32_t>(bits);
+    }
+    if (const auto* u = at("socket_user")) lc.socket_user = *u->value<std::string>();
+    if (const auto* g = at("socket_group")) lc.socket_group = *g->value<std::string>();
     listeners.push_back(std::move(lc));
   }
   return {};

@@ -179,6 +179,36 @@ Result<int> open_unix(const ListenerConfig& lc) {
     return fail(ErrorCode::Perm, "listener " + lc.name + ": cannot listen on " + lc.address + ": " +
                                      errno_text(errno));
   }
+  // Who may connect: connecting to a unix socket needs write permission on its file, so the
+  // MTA's delivery user (postfix, Debian-exim) is given it here, while the server may still be
+  // root (the socket is made before the privilege drop).
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!lc.socket_user.empty()) {
+    const passwd* pw = ::getpwnam(lc.socket_user.c_str());
+    if (!pw) {
+      return fail(ErrorCode::Params, "listener " + lc.name + ": socket_user '" + lc.socket_user +
+                                         "' does not exist");
+    }
+    uid = pw->pw_uid;
+  }
+  if (!lc.socket_group.empty()) {
+    const group* gr = ::getgrnam(lc.socket_group.c_str());
+    if (!gr) {
+      return fail(ErrorCode::Params, "listener " + lc.name + ": socket_group '" +
+                                         lc.socket_group + "' does not exist");
+    }
+    gid = gr->gr_gid;
+  }
+  if ((uid != static_cast<uid_t>(-1) || gid != static_cast<gid_t>(-1)) &&
+      ::chown(path.c_str(), uid, gid) != 0) {
+    return fail(ErrorCode::Perm, "listener " + lc.name + ": cannot change the owner of " + path +
+                                     ": " + errno_text(errno));
+  }
+  if (::chmod(path.c_str(), static_cast<mode_t>(lc.socket_mode)) != 0) {
+    return fail(ErrorCode::Perm, "listener " + lc.name + ": cannot set the mode of " + path +
+                                     ": " + errno_text(errno));
+  }
   return sock.release();
 }
 

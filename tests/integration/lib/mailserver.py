@@ -172,6 +172,9 @@ class Server:
             section, _, name = key.rpartition(".")
             sections.setdefault(section, {})[name] = value
         self.port = dict(zip(listeners, free_ports(len(listeners))))
+        # "listeners.NAME.key" settings go into that listener's table, written below.
+        listener_extra = {s[len("listeners."):]: sections.pop(s) for s in list(sections)
+                          if s.startswith("listeners.")}
         lines = []
         for section, values in sections.items():
             lines.append(f"[{section}]")
@@ -180,11 +183,15 @@ class Server:
         for name in listeners:
             proto, tls = LISTENER_KINDS[name]
             lines += [f"[listeners.{name}]", f'protocol = "{proto}"', f'address = "{HOST}"',
-                      f"port = {self.port[name]}", f'tls = "{tls}"', ""]
+                      f"port = {self.port[name]}", f'tls = "{tls}"']
+            lines += [f"{k} = {toml_value(v)}" for k, v in listener_extra.get(name, {}).items()]
+            lines.append("")
         self.socket_path = {name: os.path.join(self.state_dir, name + ".sock")
                             for name in unix_listeners}
         for name, path in self.socket_path.items():
-            lines += [f"[listeners.{name}]", 'protocol = "lmtp"', f'address = "unix:{path}"', ""]
+            lines += [f"[listeners.{name}]", 'protocol = "lmtp"', f'address = "unix:{path}"']
+            lines += [f"{k} = {toml_value(v)}" for k, v in listener_extra.get(name, {}).items()]
+            lines.append("")
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines))
 

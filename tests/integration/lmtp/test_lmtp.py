@@ -387,5 +387,44 @@ class LmtpTest(unittest.TestCase):
             self.assertEqual(g, w)
 
 
+
+class UnixSocketPermissionTest(unittest.TestCase):
+    """Who may connect to the LMTP unix socket: its mode, owner and group come from the config."""
+
+    def test_default_mode_is_0660(self):
+        with Server(pop3=False) as server:
+            st = os.stat(server.sock_path)
+            self.assertEqual(st.st_mode & 0o777, 0o660)
+
+    def test_mode_user_and_group_from_config(self):
+        if os.geteuid() != 0:
+            self.skipTest("changing a socket's owner needs root")
+        import grp
+        import pwd
+        settings = {"listeners.lmtp_unix.socket_mode": "0620",
+                    "listeners.lmtp_unix.socket_user": "nobody",
+                    "listeners.lmtp_unix.socket_group": "nogroup"}
+        with Server(pop3=False, settings=settings) as server:
+            st = os.stat(server.sock_path)
+            self.assertEqual(st.st_mode & 0o777, 0o620)
+            self.assertEqual(st.st_uid, pwd.getpwnam("nobody").pw_uid)
+            self.assertEqual(st.st_gid, grp.getgrnam("nogroup").gr_gid)
+            with smtplib.LMTP(server.sock_path, timeout=TIMEOUT) as s:
+                self.assertEqual(s.sendmail("<>", ["alice@test.example"], SAMPLE), {})
+
+    def test_bad_mode_or_unknown_user_is_a_config_error(self):
+        for settings, text in (({"listeners.lmtp_unix.socket_mode": "rw"}, "socket_mode"),
+                               ({"listeners.lmtp_unix.socket_mode": "01777"}, "socket_mode"),
+                               ({"listeners.lmtp_unix.socket_user": "no-such-user-x"},
+                                "socket_user 'no-such-user-x' does not exist")):
+            server = Server(pop3=False, settings=settings)
+            try:
+                with self.assertRaises(RuntimeError) as ctx:
+                    server.start()
+                self.assertIn(text, str(ctx.exception))
+            finally:
+                server.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
