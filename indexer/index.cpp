@@ -99,14 +99,17 @@ bool build_document(const MessageText& text, Xapian::Document& doc) {
     doc.add_boolean_term(std::string(kTermScan));
     return false;
   }
-  std::vector<std::string> terms;
+  // Unique terms gathered in a hash set: sorting every occurrence (as a vector) cost more,
+  // and Xapian's document orders its terms itself.
+  std::unordered_set<std::string> terms;
+  terms.reserve(1024);
+  std::string term;
   auto add = [&](std::string_view prefix, const std::string& raw_text) {
     std::string folded = mime::casefold(raw_text);
     for_each_word(folded, [&](std::string_view w) {
-      std::string& t = terms.emplace_back();
-      t.reserve(prefix.size() + w.size());
-      t += prefix;
-      t += w;
+      term.assign(prefix);
+      term += w;
+      if (!terms.contains(term)) terms.insert(term);
     });
   };
   add(kPrefixHeaderBlock, text.header_block);
@@ -115,9 +118,6 @@ bool build_document(const MessageText& text, Xapian::Document& doc) {
     if (name.size() > kMaxFieldName || !indexed_header(name)) continue;
     add(header_prefix(name), value);
   }
-  // Sorted and unique before Xapian sees them: its document keeps a map of terms.
-  std::sort(terms.begin(), terms.end());
-  terms.erase(std::unique(terms.begin(), terms.end()), terms.end());
   if (terms.size() > kMaxTerms) {
     doc.add_boolean_term(std::string(kTermScan));
     return false;
