@@ -136,7 +136,11 @@ MimeValue parse_mime_value(std::string_view value, bool want_subtype) {
       result.subtype = std::string(lex.read_run(";/(\""));
       lex.skip_cfws();
     }
-    result.valid = !result.type.empty() && !result.subtype.empty();
+    // RFC 2045 §5.1: parameters follow the subtype after ';'. Anything else there (such as
+    // "multipart/mixed boundary=..." with the ';' missing) makes the field syntactically
+    // invalid, and RFC 2045 §5.2 recommends the text/plain default for it.
+    result.valid = !result.type.empty() && !result.subtype.empty() &&
+                   (lex.at_end() || lex.peek() == ';');
   } else {
     result.valid = !result.type.empty();
   }

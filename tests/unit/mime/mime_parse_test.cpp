@@ -258,6 +258,24 @@ TEST(MimeParse, InvalidContentTypeMeansDefault) {
   EXPECT_EQ(s.root.params, (Params{{"charset", "us-ascii"}}));
 }
 
+TEST(MimeParse, ParameterWithoutSemicolonMeansDefault) {
+  // RFC 2045 §5.1 puts ';' before each parameter; without it the field is invalid and the
+  // body is one text/plain part (RFC 2045 §5.2), not a multipart with no boundary.
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed\n\tboundary=\"b\"\n\n"
+      "--b\nContent-Type: image/png\n\nx\n--b--\n");
+  MessageStructure s = parse(msg);
+  EXPECT_TRUE(s.root.is("text", "plain"));
+  EXPECT_EQ(s.root.params, (Params{{"charset", "us-ascii"}}));
+  EXPECT_TRUE(s.root.children.empty());
+  EXPECT_EQ(body_of(msg, s.root), "--b\r\nContent-Type: image/png\r\n\r\nx\r\n--b--\r\n");
+  // A comment after the subtype is still valid syntax.
+  std::string ok = to_crlf("Content-Type: text/html (note) ; charset=utf-8\n\nx\n");
+  MessageStructure t = parse(ok);
+  EXPECT_TRUE(t.root.is("text", "html"));
+  EXPECT_EQ(find_param(t.root.params, "charset"), "utf-8");
+}
+
 TEST(MimeParse, HeaderCutShortByBoundary) {
   std::string msg = to_crlf(
       "Content-Type: multipart/mixed; boundary=b\n\n"
