@@ -309,7 +309,11 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
       detail::Lexer lex(value);
       lex.skip_cfws();
       std::string_view token = lex.read_run(";(\"");
-      if (!token.empty()) {
+      lex.skip_cfws();
+      // RFC 2045 §6.1: the value is one token; with another word after it ("8 bit") the field
+      // is invalid and the 7bit default stands, as Dovecot reads it too. A stray ';' after the
+      // token ("base64;", common in bulk mail) is still read as that encoding.
+      if (!token.empty() && (lex.at_end() || lex.peek() == ';')) {
         part.encoding = std::string(token);
         have_encoding = true;
       }

@@ -276,6 +276,17 @@ TEST(MimeParse, ParameterWithoutSemicolonMeansDefault) {
   EXPECT_EQ(find_param(t.root.params, "charset"), "utf-8");
 }
 
+TEST(MimeParse, TransferEncodingOfTwoWordsMeansDefault) {
+  // RFC 2045 §6.1: one token. "8 bit" is invalid and leaves the 7bit default; a stray ';'
+  // after the token is tolerated.
+  MessageStructure s = parse(to_crlf("Content-Transfer-Encoding: 8 bit\n\nx\n"));
+  EXPECT_EQ(s.root.encoding, "7bit");
+  MessageStructure t = parse(to_crlf("Content-Transfer-Encoding: base64;\n\neA==\n"));
+  EXPECT_EQ(t.root.encoding, "base64");
+  MessageStructure u = parse(to_crlf("Content-Transfer-Encoding: 7bits (odd)\n\nx\n"));
+  EXPECT_EQ(u.root.encoding, "7bits");
+}
+
 TEST(MimeParse, HeaderCutShortByBoundary) {
   std::string msg = to_crlf(
       "Content-Type: multipart/mixed; boundary=b\n\n"
