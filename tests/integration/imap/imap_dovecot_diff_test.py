@@ -23,7 +23,7 @@ they are described, and printed as "explained"; every other difference is report
 message name and both answers, and fails the test.
 
 usage: imap_dovecot_diff_test.py MAILACCESS_EXE PLUGIN_DIR SOURCE_ROOT
-Set MAILACCESS_DIFF_LIMIT to the number of messages to compare (default 80).
+Set MAILACCESS_DIFF_LIMIT to the number of messages to compare (default 500).
 """
 
 import imaplib
@@ -240,7 +240,7 @@ def main():
         print("skip:", why)
         sys.exit(77)
     cdir, which = corpus_dir(root)
-    limit = int(os.environ.get("MAILACCESS_DIFF_LIMIT", "80"))
+    limit = int(os.environ.get("MAILACCESS_DIFF_LIMIT", "500"))
     files = corpus_messages(cdir)
     stride = max(1, len(files) // limit)
     files = files[::stride][:limit]
