@@ -1,5 +1,7 @@
 #include "names.hpp"
 
+#include "mailaccess/utf8.hpp"
+
 #include <algorithm>
 #include <charconv>
 
@@ -14,57 +16,14 @@ int b64_value(char c) {
   return pos == std::string_view::npos ? -1 : static_cast<int>(pos);
 }
 
-// Strict UTF-8 decoding of one code point (no overlongs, no surrogates, <= U+10FFFF).
 bool next_code_point(std::string_view s, std::size_t& i, char32_t& out) {
-  auto c = static_cast<unsigned char>(s[i]);
-  int len = 0;
-  char32_t cp = 0;
-  if (c < 0x80) {
-    out = c;
-    ++i;
-    return true;
-  } else if ((c & 0xe0) == 0xc0) {
-    len = 2;
-    cp = c & 0x1f;
-  } else if ((c & 0xf0) == 0xe0) {
-    len = 3;
-    cp = c & 0x0f;
-  } else if ((c & 0xf8) == 0xf0) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return false;
-  }
-  if (i + len > s.size()) return false;
-  for (int k = 1; k < len; ++k) {
-    auto cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xc0) != 0x80) return false;
-    cp = (cp << 6) | (cc & 0x3f);
-  }
-  static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+  uint32_t cp = 0;
+  if (!utf8::next_code_point(s, i, cp)) return false;
   out = cp;
-  i += len;
   return true;
 }
 
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else {
-    out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  }
-}
+void append_utf8(std::string& out, char32_t cp) { utf8::append(out, cp); }
 
 bool valid_utf8(std::string_view s) {
   std::size_t i = 0;

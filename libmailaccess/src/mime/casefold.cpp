@@ -6,60 +6,15 @@
 #include <string_view>
 
 #include "mailaccess/mime.hpp"
+#include "mailaccess/utf8.hpp"
 
 namespace mailaccess::mime {
 
 namespace {
 
-// Decodes one code point at s[i]; returns false on invalid UTF-8 (i is then unchanged).
-bool next_code_point(std::string_view s, std::size_t& i, uint32_t& cp) {
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  int n;
-  if (c < 0x80) {
-    cp = c;
-    ++i;
-    return true;
-  } else if ((c & 0xe0) == 0xc0) {
-    cp = c & 0x1f;
-    n = 1;
-  } else if ((c & 0xf0) == 0xe0) {
-    cp = c & 0x0f;
-    n = 2;
-  } else if ((c & 0xf8) == 0xf0) {
-    cp = c & 0x07;
-    n = 3;
-  } else {
-    return false;
-  }
-  if (i + static_cast<std::size_t>(n) >= s.size()) return false;
-  for (int k = 1; k <= n; ++k) {
-    unsigned char cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xc0) != 0x80) return false;
-    cp = (cp << 6) | (cc & 0x3f);
-  }
-  static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-  i += static_cast<std::size_t>(n) + 1;
-  return true;
-}
+using utf8::next_code_point;
 
-void put_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  } else {
-    out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-  }
-}
+inline void put_utf8(std::string& out, uint32_t cp) { utf8::append(out, cp); }
 
 }  // namespace
 
