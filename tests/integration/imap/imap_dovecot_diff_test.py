@@ -53,6 +53,23 @@ UNDISCLOSED = (
     "mailaccess's holds \"com\".",
     [[None, None, "UndisclosedRecipients", "netnoteinc.com"]],
     [[None, None, "Undisclosed", "SYNTAX_ERROR"]])
+SECOND_AT = (
+    "the address has a second '@' (\"user@host@domain\"): RFC 5322 §3.4.1 allows one, and the "
+    "RFCs do not say how to read more. Dovecot ends the domain at the second '@' and drops the "
+    "rest; mailaccess keeps everything after the first '@' as the host, so no part of the "
+    "address is lost (Reply-To, when absent, is a copy of From: RFC 9051 §7.5.2).")
+FROM_00080 = (SECOND_AT, [[None, None, "ndtuftrzzsglsvnz", "uksyz@21cn.com"]],
+              [[None, None, "ndtuftrzzsglsvnz", "uksyz"]])
+DOMAIN_LITERAL = (
+    "From is \"ngdgpfwxsw@[1086695621], [pi]@netnoteinc.com\": the second local part "
+    "\"[pi]\" is neither an atom nor a quoted string (RFC 5322 §3.4.1), and the RFCs do not say "
+    "how to read it. Dovecot reports a group-less MISSING_MAILBOX/MISSING_DOMAIN address; "
+    "mailaccess keeps \"[pi]\" as the local part at netnoteinc.com (Reply-To, absent, is a copy "
+    "of From).")
+FROM_00136 = (DOMAIN_LITERAL,
+              [[None, None, "ngdgpfwxsw", "[1086695621]"], [None, None, "[pi]", "netnoteinc.com"]],
+              [[None, None, "ngdgpfwxsw", "[1086695621]"],
+               [None, None, "MISSING_MAILBOX", "MISSING_DOMAIN"]])
 EXPLAINED = {
     "spamassassin/spam_2/00528.a7b02c9abd9fb303615a956bbc4af548.eml": {
         "to": "each of the 34 To addresses is written \"<user@host>knoshaug.com\": text after "
@@ -69,6 +86,21 @@ EXPLAINED = {
     "spamassassin/spam_2/00143.95e60a4160434f341761931c65844a38.eml": {"to": UNDISCLOSED},
     "spamassassin/spam_2/00024.621bea2c6e0ebb2eb7ac00a38dfe6b00.eml": {"to": UNDISCLOSED},
     "spamassassin/spam_2/00052.44ec0206d8bc46f371f73d15709fdeea.eml": {"to": UNDISCLOSED},
+    "spamassassin/spam_2/00038.906d76babc3d78d6294c71b1b52d4d7f.eml": {
+        "to": (SECOND_AT, [[None, None, "oolas", "Cybertizens@msn.net"]],
+               [[None, None, "oolas", "Cybertizens"]]),
+    },
+    "spamassassin/spam_2/00080.2dda9e4297c6b66bff478c9d2d3756f1.eml": {
+        "from": FROM_00080, "reply-to": FROM_00080,
+    },
+    "spamassassin/spam_2/00136.870132877ae18f6129c09da3a4d077af.eml": {
+        "from": FROM_00136, "reply-to": FROM_00136,
+        "sender": ("Sender is \"ngdgpfwxsw@[1086695621] [pi]\": a domain literal followed by "
+                   "a stray \"[pi]\" (RFC 5322 §3.4.1 allows nothing after the domain). Dovecot "
+                   "drops it; mailaccess keeps it in the host.",
+                   [[None, None, "ngdgpfwxsw", "[1086695621][pi]"]],
+                   [[None, None, "ngdgpfwxsw", "[1086695621]"]]),
+    },
     "spamassassin/spam_2/00861.e8b94fc9514d2d2cbb541b01e2dda726.eml": {
         "reply-to": ("Reply-To is '\"Bannedcd\"eowu345@yahoo.com': a quoted-string and an atom "
                      "with no '.' between them, not a local part under RFC 5322 §3.4.1 or "
