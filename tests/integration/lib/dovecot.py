@@ -16,27 +16,17 @@ import signal
 import socket
 import subprocess
 import tempfile
+import sys
 import time
 
-HOST = "127.0.0.1"
+# The shared harness beside this file: loopback address and free ports, one copy for both servers.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mailserver import HOST, free_ports  # noqa: E402,F401
+
 START_TIMEOUT = 30.0
 
 # The packages a full comparison needs, all from Debian 12.
 PACKAGES = ("dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd", "dovecot-fts-xapian")
-
-
-def free_ports(n):
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((HOST, 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def available():
