@@ -33,7 +33,7 @@ namespace mailaccess::mime {
 
 /// Bumped when the serialized form or what a parse yields changes; a cache entry of another
 /// version is re-parsed.
-constexpr uint32_t kStructureFormatVersion = 3;
+constexpr uint32_t kStructureFormatVersion = 4;
 
 /// Default nesting limit (multipart and message/rfc822 levels below the top).
 constexpr uint32_t kMaxNestingDepth = 100;
@@ -146,6 +146,17 @@ Result<MessageStructure> deserialize(std::string_view blob);
 /// with groups, routes, quoted strings and comments (a comment stands in for a missing display
 /// name). Never fails; an empty or unreadable value gives an empty list.
 std::vector<Address> parse_address_list(std::string_view value);
+
+/// True for the header fields whose value is an address list (From, Sender, Reply-To, To, Cc,
+/// Bcc and their Resent- forms; RFC 5322 §3.6.2, §3.6.3, §3.6.6), given in lower case.
+bool is_address_field(std::string_view lower_name) noexcept;
+
+/// The text IMAP SEARCH FROM/TO/CC/BCC compares for one such header field: RFC 9051 §6.4.4
+/// matches these keys against the envelope's address structure, so this is the field's
+/// addresses as parse_address_list() reads them, written back as `name <mailbox@host>` (groups
+/// as `name: ...;`) and RFC 2047 decoded. A broken address shows as the ENVELOPE shows it
+/// (MISSING_DOMAIN, SYNTAX_ERROR...), and text the address parse drops is not found.
+std::string address_search_text(std::string_view raw_value);
 
 /// RFC 2047 decoding of a header value to UTF-8 (unknown charsets are kept as they are).
 /// Adjacent encoded words are joined (RFC 2047 §6.2), even when a multi-byte character is split

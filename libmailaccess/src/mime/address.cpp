@@ -1,9 +1,19 @@
 // Address lists (RFC 5322 §3.4, obsolete forms of §4.4) to ENVELOPE addresses (RFC 9051 §7.5.2).
-// Tolerant: whatever cannot be read is skipped up to the next ',' and a missing local part or
-// domain is filled in, never invented elsewhere. RFC 5322 does not say how to read an invalid
-// list; reading on keeps every recipient that can be read. (Dovecot's message-address.c stops
-// the whole list at text after an angle-addr, "<a@b>junk, <c@d>": the Dovecot differential test
-// lists that difference.)
+//
+// A well-formed list reads as the RFC says. RFC 5322 does not say how to read a broken one, and
+// IMAP clients see whatever the server makes of it, so a broken list is read the way Dovecot,
+// the server our users compare us with, reads it (the Dovecot differential test checks this
+// over the whole shared corpus):
+// - a mailbox that cannot be read keeps what was read of it and stops the list there: text
+//   after an addr-spec or angle-addr other than ',' ends the list;
+// - a broken angle-addr keeps the local part read so far with the domain "SYNTAX_ERROR";
+// - a missing local part or domain reads as "MISSING_MAILBOX" / "MISSING_DOMAIN";
+// - words that are not followed by '@' or '<' are a display name with no address;
+// - a phrase's words are joined with one space, also where the input had none between them
+//   (`=?utf-8?Q?"a"?=` reads as `=?utf-8?Q? a ?=`).
+// One exception, where RFC 5322 §4.4 is explicit: the obsolete list syntax allows "null"
+// members (",," or a leading/trailing ','), and those are not addresses, so they are skipped
+// rather than reported as a MISSING_MAILBOX address.
 
 #include "mime/mime_internal.hpp"
 
@@ -14,171 +24,392 @@ namespace {
 constexpr std::size_t kMaxAddresses = 10000;
 constexpr std::string_view kMissingMailbox = "MISSING_MAILBOX";
 constexpr std::string_view kMissingDomain = "MISSING_DOMAIN";
+constexpr std::string_view kSyntaxError = "SYNTAX_ERROR";
+constexpr std::string_view kInvalidRoute = "INVALID_ROUTE";
 
-struct Token {
-  enum Kind { Atom, Quoted, Comment, DomainLiteral, Special } kind;
-  std::string text;   // unescaped; the character itself for Special
-  bool space_before;  // white space or a comment preceded it
+// RFC 5322 §3.2.3 atext; octets above 127 are taken as atext too (RFC 6532 and real mail).
+bool is_atext(unsigned char c) {
+  if (c >= 0x80) return true;
+  if (c >= 'a' && c <= 'z') return true;
+  if (c >= 'A' && c <= 'Z') return true;
+  if (c >= '0' && c <= '9') return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
+    case '/': case '=': case '?': case '^': case '_': case '`': case '{': case '|': case '}':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Each step answers kBroken (the syntax does not fit), kEnd (it fit and the value ended) or
+// kMore (it fit and more follows).
+enum Step { kBroken = -1, kEnd = 0, kMore = 1 };
+
+// One address being read: unset fields are filled in when it is added.
+struct Pending {
+  std::optional<std::string> name, adl, mailbox, host;
+  bool broken = false;
 };
 
-std::vector<Token> tokenize(std::string_view value) {
-  std::vector<Token> tokens;
-  detail::Lexer lex(value);
-  bool space = false;
-  while (!lex.at_end()) {
-    char c = lex.peek();
-    if (detail::is_fws(c)) {
-      lex.advance();
-      space = true;
-    } else if (c == '(') {
-      tokens.push_back({Token::Comment, lex.read_comment(), space});
-      space = true;
-    } else if (c == '"') {
-      tokens.push_back({Token::Quoted, lex.read_quoted(), space});
-      space = false;
-    } else if (c == '[') {
-      std::string lit(lex.read_run("]"));
-      if (lex.peek() == ']') {
-        lit.push_back(']');
-        lex.advance();
+class Reader {
+ public:
+  explicit Reader(std::string_view s) : s_(s) {}
+
+  std::vector<Address> list() {
+    if (skip_cfws() != kMore) return std::move(out_);
+    for (;;) {
+      // RFC 5322 §4.4: null members of an obs-addr-list are skipped.
+      while (peek() == ',') {
+        ++p_;
+        if (skip_cfws() != kMore) return std::move(out_);
       }
-      tokens.push_back({Token::DomainLiteral, std::move(lit), space});
-      space = false;
-    } else if (c == '<' || c == '>' || c == '@' || c == ',' || c == ';' || c == ':' ||
-               c == ')' || c == '\\') {
-      tokens.push_back({Token::Special, std::string(1, c), space});
-      lex.advance();
-      space = false;
-    } else {
-      tokens.push_back({Token::Atom, std::string(lex.read_run("()<>@,;:\\\"[")), space});
-      space = false;
+      if (out_.size() >= kMaxAddresses) break;
+      Step r = address();
+      if (r == kEnd || peek() != ',') break;
+      ++p_;
+      if (skip_cfws() != kMore) break;
+    }
+    return std::move(out_);
+  }
+
+ private:
+  bool at_end() const { return p_ >= s_.size(); }
+  char peek() const { return at_end() ? '\0' : s_[p_]; }
+
+  // A comment starting at '('; its text (quoted-pairs unescaped) becomes the last comment.
+  Step comment() {
+    last_comment_.clear();
+    int depth = 1;
+    ++p_;
+    std::string text;
+    while (!at_end()) {
+      char c = s_[p_++];
+      if (c == '\\') {
+        if (at_end()) return kBroken;
+        text.push_back(s_[p_++]);
+        continue;
+      }
+      if (c == '(') ++depth;
+      if (c == ')' && --depth == 0) {
+        last_comment_ = std::move(text);
+        return at_end() ? kEnd : kMore;
+      }
+      text.push_back(c);
+    }
+    return kBroken;  // unterminated comment
+  }
+
+  // CFWS (RFC 5322 §3.2.2).
+  Step skip_cfws() {
+    while (!at_end()) {
+      char c = s_[p_];
+      if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+        ++p_;
+      } else if (c == '(') {
+        if (comment() == kBroken) return kBroken;
+      } else {
+        break;
+      }
+    }
+    return at_end() ? kEnd : kMore;
+  }
+
+  // quoted-string (§3.2.4) at '"': a fold's CRLF goes, its white space stays.
+  Step quoted(std::string& out) {
+    ++p_;
+    while (!at_end()) {
+      char c = s_[p_++];
+      if (c == '"') return skip_cfws();
+      if (c == '\\') {
+        if (at_end()) return kBroken;
+        out.push_back(s_[p_++]);
+      } else if (c != '\r' && c != '\n') {
+        out.push_back(c);
+      }
+    }
+    return kBroken;  // unterminated
+  }
+
+  // dot-atom (§3.2.3), with the CFWS around '.' that obs-local-part and obs-domain allow
+  // (§4.4); a '.' must be followed by an atom.
+  Step dot_atom(std::string& out) {
+    if (at_end() || !is_atext(s_[p_])) return kBroken;
+    for (;;) {
+      while (!at_end() && is_atext(s_[p_])) out.push_back(s_[p_++]);
+      Step r = skip_cfws();
+      if (r != kMore) return r;
+      if (s_[p_] != '.') return kMore;
+      ++p_;
+      out.push_back('.');
+      if (skip_cfws() != kMore || !is_atext(s_[p_])) return kBroken;
     }
   }
-  return tokens;
-}
 
-bool is_special(const Token& t, char c) { return t.kind == Token::Special && t.text[0] == c; }
-
-// A display name or group name: words joined with single spaces where the input had space
-// (RFC 5322 §3.2.5 phrase); comments are left out; stray specials are kept as text.
-std::optional<std::string> phrase(const std::vector<Token>& t, std::size_t from, std::size_t to) {
-  std::string out;
-  bool any = false;
-  for (std::size_t i = from; i < to; ++i) {
-    if (t[i].kind == Token::Comment) continue;
-    if (any && t[i].space_before) out.push_back(' ');
-    out += t[i].text;
-    any = true;
+  // A run of atext and '.' (possibly empty), then CFWS: one word of an obs-phrase.
+  Step atom_or_dots(std::string& out) {
+    while (!at_end() && (is_atext(s_[p_]) || s_[p_] == '.')) out.push_back(s_[p_++]);
+    return skip_cfws();
   }
-  if (!any) return std::nullopt;
-  return out;
-}
 
-// addr-spec from tokens [from, to): local-part "@" domain. Comments are collected as a name.
-Address addr_spec(const std::vector<Token>& t, std::size_t from, std::size_t to,
-                  std::optional<std::string> name) {
-  std::string local, domain;
-  bool at = false;
-  std::optional<std::string> comment;
-  for (std::size_t i = from; i < to; ++i) {
-    if (t[i].kind == Token::Comment) {
-      if (!t[i].text.empty()) comment = t[i].text;
-      continue;
+  // phrase / obs-phrase (§3.2.5, §4.1): words joined with one space.
+  Step phrase(std::string& out) {
+    if (at_end()) return kEnd;
+    if (s_[p_] == '.') return kBroken;
+    for (;;) {
+      Step r = peek() == '"' ? quoted(out) : atom_or_dots(out);
+      if (r != kMore) return r;
+      char c = s_[p_];
+      if (!is_atext(c) && c != '"' && c != '.') break;
+      out.push_back(' ');
     }
-    if (!at && is_special(t[i], '@')) {
-      at = true;
-      continue;
-    }
-    (at ? domain : local) += t[i].text;
+    return skip_cfws();
   }
-  Address a;
-  a.name = name ? std::move(name) : std::move(comment);
-  a.mailbox = local.empty() ? std::string(kMissingMailbox) : std::move(local);
-  a.host = domain.empty() ? std::string(kMissingDomain) : std::move(domain);
-  return a;
-}
+
+  // domain (§3.4.1) after '@': dot-atom or domain-literal.
+  Step domain(std::string& out) {
+    ++p_;  // '@'
+    if (skip_cfws() != kMore) return kBroken;
+    if (s_[p_] != '[') return dot_atom(out);
+    std::size_t start = p_;
+    while (!at_end()) {
+      char c = s_[p_++];
+      if (c == '\\') {
+        if (at_end()) break;
+        ++p_;
+      } else if (c == ']') {
+        out.append(s_.substr(start, p_ - start));
+        return skip_cfws();
+      }
+    }
+    return kBroken;  // no ']'
+  }
+
+  // local-part (§3.4.1); `text` keeps what was read even when it is broken.
+  Step local_part(Pending& a, std::string& text) {
+    Step r = peek() == '"' ? quoted(text) : dot_atom(text);
+    if (r == kBroken) return kBroken;
+    a.mailbox = text;
+    return r;
+  }
+
+  Step read_domain(Pending& a) {
+    std::string text;
+    Step r = domain(text);
+    if (r == kBroken) return kBroken;
+    a.host = std::move(text);
+    return r;
+  }
+
+  // obs-route (§4.4): "@a,@b" before the ':'.
+  Step route(Pending& a) {
+    std::string text;
+    for (;;) {
+      if (at_end()) return kEnd;
+      if (s_[p_] != '@') break;
+      if (!text.empty()) text.push_back(',');
+      text.push_back('@');
+      Step r = domain(text);
+      if (r != kMore) return r;
+      while (skip_cfws() == kMore && s_[p_] == ',') ++p_;
+    }
+    a.adl = std::move(text);
+    return kMore;
+  }
+
+  // angle-addr (§3.4) at '<'.
+  Step angle_addr(Pending& a) {
+    ++p_;
+    if (skip_cfws() != kMore) return kBroken;
+    if (s_[p_] == '@') {
+      if (route(a) == kMore && peek() == ':') {
+        ++p_;
+      } else {
+        a.adl = std::string(kInvalidRoute);
+        if (at_end()) return kBroken;
+      }
+      if (skip_cfws() != kMore) return kBroken;
+    }
+    if (s_[p_] != '>') {  // "<>" holds no address
+      std::string text;
+      if (local_part(a, text) != kMore) return kBroken;
+      if (s_[p_] == '@' && read_domain(a) != kMore) return kBroken;
+    }
+    if (peek() != '>') return kBroken;
+    ++p_;
+    return skip_cfws();
+  }
+
+  // name-addr (§3.4); kBroken when this is not one (no '<' after the phrase).
+  Step name_addr(Pending& a) {
+    std::string name;
+    if (phrase(name) != kMore || s_[p_] != '<') return kBroken;
+    if (!name.empty()) a.name = std::move(name);
+    if (angle_addr(a) == kBroken) {
+      a.host = std::string(kSyntaxError);
+      a.broken = true;
+    }
+    return at_end() ? kEnd : kMore;
+  }
+
+  // addr-spec (§3.4.1), and what to make of words that are not one.
+  Step addr_spec(Pending& a) {
+    last_comment_.clear();
+    const bool was_quoted = peek() == '"';
+    std::string words;
+    Step r = local_part(a, words);
+    if (r != kMore) a.broken = true;
+    bool tried_domain = false;
+    if (r != kEnd && peek() == '@') {
+      tried_domain = true;
+      Step d = read_domain(a);
+      if (d != kMore) r = d;
+    }
+    if (!last_comment_.empty()) {
+      a.name = last_comment_;  // "user@host (Name)"
+    } else if (!tried_domain) {
+      // No '@' and no comment: a lone word is a local part, but further words make the whole
+      // a display name with no address.
+      words.push_back(' ');
+      const std::size_t before = words.size();
+      (void)phrase(words);
+      if (words.size() != before) {
+        a.mailbox.reset();
+        a.name = std::move(words);
+      } else if (!was_quoted) {
+        a.host = std::string();
+      }
+      a.broken = true;
+      r = kBroken;
+    }
+    return r;
+  }
+
+  void add(Pending& a) {
+    Address out;
+    out.name = std::move(a.name);
+    out.adl = std::move(a.adl);
+    out.mailbox = a.mailbox ? std::move(a.mailbox) : std::string(kMissingMailbox);
+    out.host = a.host && !a.host->empty() ? std::move(a.host) : std::string(kMissingDomain);
+    out_.push_back(std::move(out));
+    a = Pending{};
+  }
+
+  // mailbox (§3.4): name-addr or addr-spec.
+  Step mailbox() {
+    Pending a;
+    const std::size_t start = p_;
+    Step r = name_addr(a);
+    if (r == kBroken) {
+      p_ = start;
+      a = Pending{};
+      r = addr_spec(a);
+      if (a.broken && !a.name && a.mailbox && !a.host) {
+        a.name = std::move(a.mailbox);
+        a.mailbox.reset();
+      }
+    }
+    add(a);
+    return r;
+  }
+
+  // group (§3.4): display-name ":" [mailbox-list / CFWS] ";". kBroken when this is not one.
+  Step group() {
+    std::string name;
+    if (phrase(name) != kMore || s_[p_] != ':') return kBroken;
+    ++p_;
+    Step r = skip_cfws();
+    Address start;
+    start.mailbox = std::move(name);
+    out_.push_back(std::move(start));
+    if (r == kMore && s_[p_] != ';') {
+      for (;;) {
+        while (peek() == ',') {  // null members (§4.4)
+          ++p_;
+          if (skip_cfws() != kMore) break;
+        }
+        if (at_end() || s_[p_] == ';' || out_.size() >= kMaxAddresses) break;
+        (void)mailbox();  // a broken member does not end the group
+        if (peek() != ',') break;
+        ++p_;
+        if (skip_cfws() != kMore) {
+          r = kBroken;
+          break;
+        }
+      }
+    }
+    if (r != kBroken) {
+      if (peek() != ';') {
+        r = kBroken;
+      } else {
+        ++p_;
+        r = skip_cfws();
+      }
+    }
+    out_.push_back(Address{});  // group end: all NIL
+    return r == kEnd ? kEnd : kMore;
+  }
+
+  Step address() {
+    const std::size_t start = p_;
+    Step r = group();
+    if (r == kBroken) {
+      p_ = start;
+      r = mailbox();
+    }
+    return r;
+  }
+
+  std::string_view s_;
+  std::size_t p_ = 0;
+  std::string last_comment_;
+  std::vector<Address> out_;
+};
 
 }  // namespace
 
-std::vector<Address> parse_address_list(std::string_view value) {
-  std::vector<Token> t = tokenize(value);
-  std::vector<Address> out;
-  bool in_group = false;
-  std::size_t i = 0;
-  const std::size_t n = t.size();
-  while (i < n && out.size() < kMaxAddresses) {
-    if (is_special(t[i], ',')) {
-      ++i;
-      continue;
-    }
-    if (is_special(t[i], ';')) {
-      if (in_group) {
-        out.push_back(Address{});  // group end: all NIL
-        in_group = false;
+std::vector<Address> parse_address_list(std::string_view value) { return Reader(value).list(); }
+
+bool is_address_field(std::string_view lower_name) noexcept {
+  if (lower_name.starts_with("resent-")) lower_name.remove_prefix(7);
+  return lower_name == "from" || lower_name == "sender" || lower_name == "reply-to" ||
+         lower_name == "to" || lower_name == "cc" || lower_name == "bcc";
+}
+
+std::string address_search_text(std::string_view raw_value) {
+  std::string out;
+  bool first = true;
+  for (const Address& a : parse_address_list(detail::unfold(raw_value))) {
+    if (!a.host) {
+      if (a.mailbox) {  // group start
+        if (!first) out += ", ";
+        out += *a.mailbox;
+        out += ": ";
+        first = true;
+      } else {  // group end
+        out += ";";
+        first = false;
       }
-      ++i;
       continue;
     }
-    // Collect up to a token that decides what this is.
-    std::size_t j = i;
-    while (j < n && !is_special(t[j], '<') && !is_special(t[j], ',') && !is_special(t[j], ';') &&
-           !(is_special(t[j], ':') && !in_group)) {
-      ++j;
+    if (!first) out += ", ";
+    first = false;
+    if (a.name) {
+      out += *a.name;
+      out += ' ';
     }
-    if (j < n && is_special(t[j], ':')) {
-      // RFC 5322 §3.4 group: display-name ":" [group-list] ";"
-      Address start;
-      start.mailbox = phrase(t, i, j).value_or("");
-      out.push_back(std::move(start));
-      in_group = true;
-      i = j + 1;
-      continue;
+    out += '<';
+    if (a.adl) {
+      out += *a.adl;
+      out += ':';
     }
-    if (j < n && is_special(t[j], '<')) {
-      // name-addr: [display-name] "<" [obs-route] addr-spec ">"
-      std::optional<std::string> name = phrase(t, i, j);
-      std::size_t k = j + 1;
-      std::optional<std::string> adl;
-      if (k < n && is_special(t[k], '@')) {
-        // obs-route: "@a,@b:" up to the ':'
-        std::size_t r = k;
-        while (r < n && !is_special(t[r], ':') && !is_special(t[r], '>')) ++r;
-        if (r < n && is_special(t[r], ':')) {
-          std::string route;
-          for (std::size_t q = k; q < r; ++q) {
-            if (t[q].kind != Token::Comment) route += t[q].text;
-          }
-          adl = std::move(route);
-          k = r + 1;
-        }
-      }
-      std::size_t close = k;
-      while (close < n && !is_special(t[close], '>')) ++close;
-      Address a = addr_spec(t, k, close, std::move(name));
-      if (a.name && a.name->empty()) a.name.reset();
-      a.adl = std::move(adl);
-      // A comment after '>' may name an address without display name; anything else there up
-      // to the next ',' is not part of an address (RFC 5322 §3.4) and is dropped.
-      std::size_t after = close < n ? close + 1 : close;
-      while (after < n && !is_special(t[after], ',') &&
-             !(in_group && is_special(t[after], ';'))) {
-        if (!a.name && t[after].kind == Token::Comment && !t[after].text.empty()) {
-          a.name = t[after].text;
-        }
-        ++after;
-      }
-      out.push_back(std::move(a));
-      i = after;
-      continue;
-    }
-    // Bare addr-spec (or junk): the tokens up to ',' / ';'.
-    bool only_comments = true;
-    for (std::size_t q = i; q < j; ++q) only_comments &= t[q].kind == Token::Comment;
-    if (!only_comments) out.push_back(addr_spec(t, i, j, std::nullopt));
-    i = j;
+    out += a.mailbox.value_or("");
+    out += '@';
+    out += *a.host;
+    out += '>';
   }
-  if (in_group) out.push_back(Address{});  // unterminated group
-  return out;
+  return decode_header_value(out);
 }
 
 }  // namespace mailaccess::mime

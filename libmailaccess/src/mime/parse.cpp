@@ -113,16 +113,16 @@ std::vector<std::string> parse_language(std::string_view value) {
 }
 
 void fill_envelope(const std::vector<Field>& fields, Envelope& env) {
-  auto first = [&](std::string_view name) -> const Field* {
-    for (const Field& f : fields) {
-      if (iequals(f.name, name)) return &f;
-    }
-    return nullptr;
-  };
+  // RFC 5322 §3.6 allows Date, Subject, Message-ID and In-Reply-To once each and does not say
+  // which of several counts; the last one does, as in Dovecot (a message whose first Date is
+  // broken and whose second is not shows the second in both servers).
   auto text = [&](std::string_view name) -> std::optional<std::string> {
-    const Field* f = first(name);
-    if (f == nullptr) return std::nullopt;
-    return detail::unfold(f->raw);
+    const Field* last = nullptr;
+    for (const Field& f : fields) {
+      if (iequals(f.name, name)) last = &f;
+    }
+    if (last == nullptr) return std::nullopt;
+    return detail::unfold(last->raw);
   };
   // RFC 5322 §3.6 allows each address field once. A message with several (Cc: lines one per
   // recipient are common in bulk mail) gets the addresses of all of them, in order, so no

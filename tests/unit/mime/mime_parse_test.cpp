@@ -381,7 +381,7 @@ TEST(MimeParse, RepeatedAddressFieldsAreJoined) {
   ASSERT_EQ(s.envelope.cc.size(), 3u);
   EXPECT_EQ(s.envelope.cc[0].mailbox, "one");
   EXPECT_EQ(s.envelope.cc[2].mailbox, "three");
-  EXPECT_EQ(s.envelope.subject, "first");  // string fields: the first one
+  EXPECT_EQ(s.envelope.subject, "second");  // string fields: the last one, as in Dovecot
 }
 
 TEST(MimeParse, BrokenAddressesDoNotThrowOrLoop) {
@@ -400,6 +400,71 @@ TEST(MimeParse, BrokenAddressesDoNotThrowOrLoop) {
   EXPECT_EQ(parse_address_list("a@[1.2.3.4]")[0].host, "[1.2.3.4]");
   EXPECT_EQ(parse_address_list("<@b>")[0].mailbox, "MISSING_MAILBOX");
   EXPECT_EQ(parse_address_list("x@y (Real Name)")[0].name, "Real Name");
+}
+
+// One address as "name|adl|mailbox|host", NIL as "-".
+std::string show(const Address& a) {
+  auto f = [](const std::optional<std::string>& v) { return v ? *v : std::string("-"); };
+  return f(a.name) + "|" + f(a.adl) + "|" + f(a.mailbox) + "|" + f(a.host);
+}
+
+std::vector<std::string> show(std::string_view value) {
+  std::vector<std::string> out;
+  for (const Address& a : parse_address_list(value)) out.push_back(show(a));
+  return out;
+}
+
+TEST(MimeParse, AddressListsReadAsTheRfcSays) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(show("\"Doe, Jane\" <jane@example.org>, bob@example.org (Bob)"),
+            (V{"Doe, Jane|-|jane|example.org", "Bob|-|bob|example.org"}));
+  EXPECT_EQ(show("team: a@b.example, c@d.example;, e@f.example"),
+            (V{"-|-|team|-", "-|-|a|b.example", "-|-|c|d.example", "-|-|-|-", "-|-|e|f.example"}));
+  EXPECT_EQ(show("undisclosed-recipients:;"), (V{"-|-|undisclosed-recipients|-", "-|-|-|-"}));
+  EXPECT_EQ(show("<@relay.example,@b.example:u@h.example>"), (V{"-|@relay.example,@b.example|u|h.example"}));
+  EXPECT_EQ(show("john . smith @ example . org"), (V{"-|-|john.smith|example.org"}));  // §4.4
+  EXPECT_EQ(show("\"a b\"@[192.0.2.1]"), (V{"-|-|a b|[192.0.2.1]"}));
+  // RFC 5322 §4.4: null members of an obs-addr-list are not addresses.
+  EXPECT_EQ(show(", a@b.example,, c@d.example,"), (V{"-|-|a|b.example", "-|-|c|d.example"}));
+  // A phrase's words are joined with one space, encoded words included (RFC 2047 is applied
+  // by the client).
+  EXPECT_EQ(show("=?utf-8?Q?\"Skorstad,_J=C3=B8rn\"?= <jsk@example.no>"),
+            (V{"=?utf-8?Q? Skorstad,_J=C3=B8rn ?=|-|jsk|example.no"}));
+}
+
+TEST(MimeParse, BrokenAddressListsReadAsDovecotReadsThem) {
+  using V = std::vector<std::string>;
+  // A broken angle-addr keeps the local part read so far; the list ends there.
+  EXPECT_EQ(show("<Undisclosed Recipients@example.com>, x@y.example"),
+            (V{"-|-|Undisclosed|SYNTAX_ERROR"}));
+  EXPECT_EQ(show("<Undisclosed-Recipient:;@example.com>"), (V{"-|-|Undisclosed-Recipient|SYNTAX_ERROR"}));
+  EXPECT_EQ(show("<C:`Bulk.txt@example.org>"), (V{"-|-|C|SYNTAX_ERROR"}));
+  // Words with no '@' or '<' are a display name without an address.
+  EXPECT_EQ(show("Deal Shopper"), (V{"Deal Shopper|-|MISSING_MAILBOX|MISSING_DOMAIN"}));
+  EXPECT_EQ(show("\"Bannedcd\"eowu345@example.com"),
+            (V{"Bannedcd eowu345|-|MISSING_MAILBOX|MISSING_DOMAIN"}));
+  EXPECT_EQ(show("\"only quoted\""), (V{"only quoted|-|MISSING_MAILBOX|MISSING_DOMAIN"}));
+  EXPECT_EQ(show("lonely"), (V{"-|-|lonely|MISSING_DOMAIN"}));
+  // A domain that ends in '.' is no domain; text after an address ends the list.
+  EXPECT_EQ(show("karsten@web.example."), (V{"-|-|karsten|MISSING_DOMAIN"}));
+  EXPECT_EQ(show("user@host.example@other.example, z@z.example"), (V{"-|-|user|host.example"}));
+  EXPECT_EQ(show("a@b.example <a@b.example>"), (V{"-|-|a|b.example"}));
+  EXPECT_EQ(show("x@[192.0.2.1], [pi]@example.com"),
+            (V{"-|-|x|[192.0.2.1]", "-|-|MISSING_MAILBOX|MISSING_DOMAIN"}));
+  EXPECT_EQ(show("<>"), (V{"-|-|MISSING_MAILBOX|MISSING_DOMAIN"}));
+  EXPECT_EQ(show("<@b>"), (V{"-|INVALID_ROUTE|MISSING_MAILBOX|MISSING_DOMAIN"}));
+  // An unterminated group still ends.
+  EXPECT_EQ(show("team: a@b.example"), (V{"-|-|team|-", "-|-|a|b.example", "-|-|-|-"}));
+}
+
+TEST(MimeParse, AddressSearchTextIsTheAddressForm) {
+  EXPECT_EQ(address_search_text("<Undisclosed Recipients@example.com>"),
+            "<Undisclosed@SYNTAX_ERROR>");
+  EXPECT_EQ(address_search_text("=?utf-8?q?J=C3=B8rn?= <j@example.no>, k@example.no (K)"),
+            "J\xc3\xb8rn <j@example.no>, K <k@example.no>");
+  EXPECT_EQ(address_search_text("team: a@b.example;"), "team: <a@b.example>;");
+  EXPECT_TRUE(is_address_field("resent-cc"));
+  EXPECT_FALSE(is_address_field("subject"));
 }
 
 TEST(MimeParse, NestingLimitMakesOpaqueParts) {
