@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace mailaccess::indexer {
@@ -48,11 +49,22 @@ std::vector<imap::TextAnswer> FtsService::lookup(
       }
       enqueue(user, mailbox.name());
     }
-    for (auto& a : answers) {
+    for (std::size_t i = 0; i < answers.size(); ++i) {
+      auto& a = answers[i];
       imap::TextAnswer t;
       t.answered = a.answered;
-      t.matches = std::move(a.matches);
-      t.maybe = std::move(a.maybe);
+      if (i < criteria.size() && criteria[i].address) {
+        // The index holds the words of both the header text and its address form
+        // (text.cpp), so for FROM/TO/CC/BCC it can only rule messages out: every candidate
+        // is verified against the address form by the session.
+        t.maybe = std::move(a.matches);
+        t.maybe.insert(t.maybe.end(), a.maybe.begin(), a.maybe.end());
+        std::sort(t.maybe.begin(), t.maybe.end());
+        t.maybe.erase(std::unique(t.maybe.begin(), t.maybe.end()), t.maybe.end());
+      } else {
+        t.matches = std::move(a.matches);
+        t.maybe = std::move(a.maybe);
+      }
       out.push_back(std::move(t));
     }
   } catch (...) {

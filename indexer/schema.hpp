@@ -24,7 +24,10 @@
 ///
 /// Metadata: "schema" (kSchemaVersion, decimal), "uidvalidity" (decimal), "fold" (a fingerprint
 /// of the case folding; another one means the database is rebuilt).
-/// Schema history: 1 = this layout. A database with another schema is rebuilt (reindexed).
+/// Schema history: 1 = this layout; 2 = address fields (From, To, Cc...) also hold the words of
+/// their address form (mime::address_search_text), which SEARCH FROM/TO/CC/BCC compare, and the
+/// message texts follow the MIME reading that agrees with Dovecot on malformed mail. A database
+/// with another schema is rebuilt (reindexed).
 
 #include <array>
 #include <cstddef>
@@ -33,7 +36,7 @@
 
 namespace mailaccess::indexer {
 
-inline constexpr uint32_t kSchemaVersion = 1;
+inline constexpr uint32_t kSchemaVersion = 2;
 inline constexpr std::string_view kMetaSchema = "schema";
 inline constexpr std::string_view kMetaUidValidity = "uidvalidity";
 /// A fingerprint of mime::casefold (index.hpp fold_fingerprint()): terms are folded words.

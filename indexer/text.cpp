@@ -62,7 +62,14 @@ MessageText message_text(std::string_view raw, const mime::MessageStructure& str
   t.header_block = mime::decode_header_value(mime::part_header(raw, structure.root));
   body_texts(structure.root, raw, t.body);
   for (const auto& [name, value] : structure.headers) {
-    t.headers.emplace_back(name, mime::decode_header_value(value));
+    std::string decoded = mime::decode_header_value(value);
+    if (mime::is_address_field(name)) {
+      // IMAP FROM/TO/CC/BCC compare the address form (mime::address_search_text), HEADER the
+      // text: the index keeps the words of both so that neither search misses a message.
+      decoded += '\n';
+      decoded += mime::address_search_text(value);
+    }
+    t.headers.emplace_back(name, std::move(decoded));
   }
   return t;
 }

@@ -45,8 +45,9 @@ namespace mailaccess::imap {
 /// The name under which the registry is published with Host::register_service().
 inline constexpr std::string_view kRegistryService = "imap.registry";
 /// Bumped whenever Registry or SessionApi change in an incompatible way. Version 3 added
-/// Registry::register_search_index() and the SearchIndex interface.
-inline constexpr uint32_t kRegistryApiVersion = 3;
+/// Registry::register_search_index() and the SearchIndex interface; version 4 added
+/// TextCriterion::address.
+inline constexpr uint32_t kRegistryApiVersion = 4;
 
 /// IMAP connection states (RFC 9051 §3), as a bit mask for CommandSpec::states.
 enum StateMask : uint32_t {
@@ -124,6 +125,9 @@ struct TextCriterion {
   Where where = Where::Body;
   std::string field;   ///< lower-case header field name (Where::Header only)
   std::string needle;  ///< already case-folded (never empty: empty needles are not asked)
+  /// Header only: FROM/TO/CC/BCC, compared with mime::address_search_text() of the field rather
+  /// than its decoded text (RFC 9051 §6.4.4).
+  bool address = false;
 };
 
 /// What an index knows about one TextCriterion for the messages of a mailbox view. Every UID of

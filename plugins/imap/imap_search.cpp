@@ -134,10 +134,17 @@ struct Parser {
       k.kind = name == "NEW" ? K::New : K::Recent;
       return k;
     }
-    if (name == "BCC") return header("bcc");
-    if (name == "CC") return header("cc");
-    if (name == "FROM") return header("from");
-    if (name == "TO") return header("to");
+    // RFC 9051 §6.4.4: BCC, CC, FROM and TO match the envelope structure's address fields,
+    // not the header text (HEADER FROM does that).
+    auto address = [&](const char* field) -> std::optional<SearchKey> {
+      auto key = header(field);
+      if (key) key->address = true;
+      return key;
+    };
+    if (name == "BCC") return address("bcc");
+    if (name == "CC") return address("cc");
+    if (name == "FROM") return address("from");
+    if (name == "TO") return address("to");
     if (name == "SUBJECT") return header("subject");
     if (name == "HEADER") {
       auto f = string_arg("header field name");
@@ -248,7 +255,11 @@ bool header_matches(const SearchKey& k, SearchSubject& msg) {
   for (const auto& [name, value] : s->headers) {
     if (name != k.field) continue;
     if (k.value.empty()) return true;
-    if (text_contains(mime::decode_header_value(value), k.value)) return true;
+    if (text_contains(k.address ? mime::address_search_text(value)
+                                : mime::decode_header_value(value),
+                      k.value)) {
+      return true;
+    }
   }
   return false;
 }
@@ -326,6 +337,7 @@ void collect_text_keys(const SearchKey& k, std::vector<const SearchKey*>& leaves
                                   : TextCriterion::Where::Text;
     c.field = k.field;
     c.needle = k.value;
+    c.address = k.address;
     leaves.push_back(&k);
     criteria.push_back(std::move(c));
     return;
@@ -416,9 +428,18 @@ bool search_match(const SearchKey& k, SearchSubject& msg, const SearchEnv& env) 
     case K::SentSince: {
       const mime::MessageStructure* s = msg.structure();
       if (!s) return false;
-      // RFC 9051 §6.4.4: the Date: header, disregarding time and timezone.
+      // RFC 9051 §6.4.4: the Date: header, disregarding time and timezone. Of several Date
+      // fields the first counts here, as in Dovecot (ENVELOPE shows the last one).
       std::optional<std::pair<int64_t, int32_t>> date;
-      if (s->envelope.date) date = parse_rfc5322_date(*s->envelope.date);
+      for (const auto& [name, value] : s->headers) {
+        if (name != "date") continue;
+        std::string unfolded(value);
+        for (char& c : unfolded) {
+          if (c == '\r' || c == '\n') c = ' ';
+        }
+        date = parse_rfc5322_date(unfolded);
+        break;
+      }
       // No usable Date: the epoch, as Dovecot keeps it (the RFC says nothing); such a message
       // is "sent before" any date a client asks about.
       if (!date) date = std::make_pair(int64_t{0}, int32_t{0});

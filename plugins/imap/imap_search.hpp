@@ -50,6 +50,7 @@ struct SearchKey {
   uint32_t flag = 0;
   std::string field;  // lower-case header name
   std::string value;  // folded needle or keyword
+  bool address = false;  // Header: FROM/TO/CC/BCC, matched on the addresses (RFC 9051 §6.4.4)
   SequenceSet set;
   uint64_t number = 0;
   int64_t day = 0;  // days since the epoch

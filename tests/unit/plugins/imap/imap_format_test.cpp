@@ -100,6 +100,10 @@ TEST(Dates, InternalDateRoundTrip) {
   auto d = parse_rfc5322_date("Mon, 7 Feb 1994 21:52:25 -0800 (PST)");
   ASSERT_TRUE(d);
   EXPECT_EQ(d->second, -480);
+  EXPECT_TRUE(parse_rfc5322_date("7 Feb 1994 21:52 +0000"));  // seconds are optional
+  // A broken time is no date (SEARCH SENT* then reads the message as sent at the epoch).
+  EXPECT_FALSE(parse_rfc5322_date("Tue, 7 Apr 2026 10:00:t <x@example.org>"));
+  EXPECT_FALSE(parse_rfc5322_date("Tue, 7 Apr 2026 10:00:011 +0000"));
 }
 
 TEST(ModifiedUtf7, RoundTripAndStrictDecoding) {
