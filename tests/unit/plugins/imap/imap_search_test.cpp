@@ -138,6 +138,65 @@ TEST_F(SearchTest, Dates) {
   EXPECT_FALSE(match(args({"SENTSINCE", "3-Mar-2022"})));
 }
 
+// A one-off message matched against one key with one string argument.
+bool matches(const std::string& raw, const char* key, const char* value) {
+  spi::MessageInfo i;
+  i.uid = 1;
+  MemSubject m(raw, 1, i);
+  std::vector<Arg> a = args({key});
+  a.push_back(str(value));
+  std::string error;
+  bool modseq = false;
+  auto k = parse_search(a, 0, error, modseq);
+  EXPECT_TRUE(k) << error;
+  SearchEnv env;
+  env.count = 1;
+  env.max_uid = 1;
+  return k && search_match(*k, m, env);
+}
+
+TEST(SearchAddresses, FromAndToMatchTheEnvelopeAddresses) {
+  // RFC 9051 §6.4.4: TO is the envelope's TO field. This one reads as
+  // ("Undisclosed" at "SYNTAX_ERROR"): the domain in the header text is not part of it.
+  const std::string broken =
+      "From: Ann <ann@example.org> (the boss)\r\n"
+      "To: <Undisclosed Recipients@example.com>\r\n\r\nbody\r\n";
+  EXPECT_FALSE(matches(broken, "TO", "example.com"));
+  EXPECT_TRUE(matches(broken, "TO", "undisclosed"));
+  std::vector<Arg> a = args({"HEADER", "To"});
+  a.push_back(str("example.com"));  // HEADER TO reads the header text
+  std::string error;
+  bool modseq = false;
+  auto k = parse_search(a, 0, error, modseq);
+  ASSERT_TRUE(k) << error;
+  spi::MessageInfo i;
+  MemSubject m(broken, 1, i);
+  SearchEnv env;
+  env.count = 1;
+  env.max_uid = 1;
+  EXPECT_TRUE(search_match(*k, m, env));
+  // A comment after a name-addr is not part of the address; the display name is.
+  EXPECT_FALSE(matches(broken, "FROM", "boss"));
+  EXPECT_TRUE(matches(broken, "FROM", "ann <ann@example.org>"));
+}
+
+TEST(SearchDates, SentUsesTheFirstDateField) {
+  const std::string two =
+      "Date: Tue, 7 Apr 2026 10:00:t <x@example.org>\r\n"
+      "Date: Tue, 7 Apr 2026 10:00:01 +0000\r\n\r\nbody\r\n";
+  // The first Date has no valid time: the message counts as sent at the epoch.
+  spi::MessageInfo i;
+  MemSubject m(two, 1, i);
+  std::string error;
+  bool modseq = false;
+  auto k = parse_search(args({"SENTBEFORE", "1-Jan-2003"}), 0, error, modseq);
+  ASSERT_TRUE(k) << error;
+  SearchEnv env;
+  env.count = 1;
+  env.max_uid = 1;
+  EXPECT_TRUE(search_match(*k, m, env));
+}
+
 TEST_F(SearchTest, LogicAndSize) {
   EXPECT_TRUE(match(args({"OR", "UNSEEN", "FLAGGED"})));
   EXPECT_FALSE(match(args({"NOT", "SEEN"})));
