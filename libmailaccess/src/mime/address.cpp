@@ -132,8 +132,8 @@ class Reader {
     return kBroken;  // unterminated
   }
 
-  // dot-atom (§3.2.3), with the CFWS around '.' that obs-local-part and obs-domain allow
-  // (§4.4); a '.' must be followed by an atom.
+  // dot-atom (§3.2.3) of a domain, with the CFWS around '.' that obs-domain allows (§4.4); a
+  // '.' must be followed by an atom ("host.example." is no domain).
   Step dot_atom(std::string& out) {
     if (at_end() || !is_atext(s_[p_])) return kBroken;
     for (;;) {
@@ -186,9 +186,36 @@ class Reader {
     return kBroken;  // no ']'
   }
 
+  // The dot-atom of a local part. Beyond RFC 5322 §3.4.1 and the CFWS around '.' that §4.4
+  // allows, dots may lead, trail and repeat ("....@host", "a.@host", common in spam and read
+  // so by Dovecot); after a '.' and white space an atom must follow.
+  Step local_dot_atom(std::string& out) {
+    bool read = false;
+    for (;;) {
+      if (at_end()) return read ? kEnd : kBroken;
+      const char c = s_[p_];
+      if (c == '.') {
+        out.push_back('.');
+        ++p_;
+        read = true;
+        const std::size_t before = p_;
+        Step r = skip_cfws();
+        if (r != kMore) return r;
+        if (p_ != before && !is_atext(s_[p_]) && s_[p_] != '.') return kBroken;
+        continue;
+      }
+      if (c == '@') return read ? kMore : kBroken;
+      if (!is_atext(c)) return kBroken;
+      while (!at_end() && is_atext(s_[p_])) out.push_back(s_[p_++]);
+      read = true;
+      Step r = skip_cfws();
+      if (r != kMore || s_[p_] != '.') return r;
+    }
+  }
+
   // local-part (§3.4.1); `text` keeps what was read even when it is broken.
   Step local_part(Pending& a, std::string& text) {
-    Step r = peek() == '"' ? quoted(text) : dot_atom(text);
+    Step r = peek() == '"' ? quoted(text) : local_dot_atom(text);
     if (r == kBroken) return kBroken;
     a.mailbox = text;
     return r;

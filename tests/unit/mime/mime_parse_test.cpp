@@ -445,7 +445,11 @@ TEST(MimeParse, BrokenAddressListsReadAsDovecotReadsThem) {
             (V{"Bannedcd eowu345|-|MISSING_MAILBOX|MISSING_DOMAIN"}));
   EXPECT_EQ(show("\"only quoted\""), (V{"only quoted|-|MISSING_MAILBOX|MISSING_DOMAIN"}));
   EXPECT_EQ(show("lonely"), (V{"-|-|lonely|MISSING_DOMAIN"}));
-  // A domain that ends in '.' is no domain; text after an address ends the list.
+  // Dots may lead, trail and repeat in a local part, but a domain that ends in '.' is none.
+  EXPECT_EQ(show("<....@example.org>"), (V{"-|-|....|example.org"}));
+  EXPECT_EQ(show("Gat.cash.out.@example.org"), (V{"-|-|Gat.cash.out.|example.org"}));
+  EXPECT_EQ(show("<a. >"), (V{"-|-|MISSING_MAILBOX|SYNTAX_ERROR"}));
+  // Text after an address ends the list.
   EXPECT_EQ(show("karsten@web.example."), (V{"-|-|karsten|MISSING_DOMAIN"}));
   EXPECT_EQ(show("user@host.example@other.example, z@z.example"), (V{"-|-|user|host.example"}));
   EXPECT_EQ(show("a@b.example <a@b.example>"), (V{"-|-|a|b.example"}));
