@@ -365,12 +365,18 @@ std::optional<std::pair<int64_t, int32_t>> parse_rfc5322_date(std::string_view s
   if (tok[k + 2].size() == 2) year += year < 50 ? 2000 : 1900;  // RFC 5322 §4.3
   std::string_view time = tok[k + 3];
   int hh = 0, mm = 0, ss = 0;
-  // RFC 5322 §3.3 time-of-day: hh ":" mm [":" ss]; anything else ("10:00:t") is no time.
-  if ((time.size() != 5 && time.size() != 8) || time[2] != ':' || !parse_uint(time.substr(0, 2), hh, 2, 2) ||
-      !parse_uint(time.substr(3, 2), mm, 2, 2))
+  // RFC 5322 §3.3 time-of-day: hour ":" minute [":" second], two digits each; a one-digit hour
+  // ("2:32:53") is common and read too. Anything else ("10:00:t") is no time.
+  std::size_t c1 = time.find(':');
+  if (c1 == std::string_view::npos || !parse_uint(time.substr(0, c1), hh, 1, 2)) {
     return std::nullopt;
-  if (time.size() == 8 && (time[5] != ':' || !parse_uint(time.substr(6, 2), ss, 2, 2)))
+  }
+  std::string_view rest = time.substr(c1 + 1);
+  std::size_t c2 = rest.find(':');
+  if (!parse_uint(rest.substr(0, c2), mm, 2, 2)) return std::nullopt;
+  if (c2 != std::string_view::npos && !parse_uint(rest.substr(c2 + 1), ss, 2, 2)) {
     return std::nullopt;
+  }
   int32_t tz = 0;
   if (tok.size() > k + 4) {
     std::string_view z = tok[k + 4];

@@ -101,6 +101,10 @@ TEST(Dates, InternalDateRoundTrip) {
   ASSERT_TRUE(d);
   EXPECT_EQ(d->second, -480);
   EXPECT_TRUE(parse_rfc5322_date("7 Feb 1994 21:52 +0000"));  // seconds are optional
+  auto one_digit = parse_rfc5322_date("Fri, 23 Aug 2002 2:32:53 -0400");  // common in real mail
+  ASSERT_TRUE(one_digit);
+  EXPECT_EQ(one_digit->first, (days_from_civil(2002, 8, 23) * 86400) + 2 * 3600 + 32 * 60 + 53 +
+                                  4 * 3600);
   // A broken time is no date (SEARCH SENT* then reads the message as sent at the epoch).
   EXPECT_FALSE(parse_rfc5322_date("Tue, 7 Apr 2026 10:00:t <x@example.org>"));
   EXPECT_FALSE(parse_rfc5322_date("Tue, 7 Apr 2026 10:00:011 +0000"));
