@@ -53,6 +53,10 @@ SEARCHES = [
     ["FROM", '"a"'], ["SUBJECT", '"re"'], ["BODY", '"the"'], ["TEXT", '"linux"'],
     ["LARGER", "5000"], ["SMALLER", "3000"], ["HEADER", "Content-Type", '"multipart"'],
     ["SENTBEFORE", "1-Jan-2003"], ["NOT", "TO", '"com"'], ["OR", "CC", '"a"', "BCC", '"a"'],
+    ["SUBJECT", '"free"'], ["FROM", '"yahoo.com"'], ["TO", '"netnoteinc"'], ["CC", '"@"'],
+    ["HEADER", "Received", '"localhost"'], ["HEADER", "X-Mailer", '""'],
+    ["SENTSINCE", "1-Jan-2002"], ["SENTON", "1-Aug-2002"], ["TEXT", '"unsubscribe"'],
+    ["BODY", '"http://"'], ["LARGER", "100000"],
 ]
 
 
