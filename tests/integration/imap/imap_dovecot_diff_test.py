@@ -31,6 +31,7 @@ Every message of the corpus is compared; MAILACCESS_DIFF_LIMIT=N compares an eve
 import imaplib
 import os
 import sys
+import time
 
 from imaptest import HOST, Server, corpus_dir, corpus_messages
 
@@ -189,6 +190,7 @@ def main():
         for m in (a, b):
             m.create("Diff")
         loaded = []
+        t0 = time.monotonic()
         for path in files:
             with open(path, "rb") as f:
                 raw = f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -199,6 +201,8 @@ def main():
                 continue
             if ra == "OK":
                 loaded.append(path)
+        t1 = time.monotonic()
+        print(f"appended {len(loaded)} messages to both servers in {t1 - t0:.0f} s", flush=True)
         a.select("Diff")
         b.select("Diff")
         names = [item.replace(".PEEK", "") for item in ITEMS]
@@ -238,6 +242,7 @@ def main():
                                 f"only dovecot: {names_of(theirs - ours)}")
             else:
                 failures.append(f"SEARCH {text}: {ra!r:.300} vs {rb!r:.300}")
+        print(f"fetched, compared and searched in {time.monotonic() - t1:.0f} s", flush=True)
         a.logout()
         b.logout()
     finally:
