@@ -33,7 +33,7 @@ namespace mailaccess::mime {
 
 /// Bumped when the serialized form or what a parse yields changes; a cache entry of another
 /// version is re-parsed.
-constexpr uint32_t kStructureFormatVersion = 3;
+constexpr uint32_t kStructureFormatVersion = 4;
 
 /// Default nesting limit (multipart and message/rfc822 levels below the top).
 constexpr uint32_t kMaxNestingDepth = 100;

@@ -279,12 +279,60 @@ TEST(MimeParse, ParameterWithoutSemicolonMeansDefault) {
 TEST(MimeParse, TransferEncodingOfTwoWordsMeansDefault) {
   // RFC 2045 §6.1: one token. "8 bit" is invalid and leaves the 7bit default; a stray ';'
   // after the token is tolerated.
-  MessageStructure s = parse(to_crlf("Content-Transfer-Encoding: 8 bit\n\nx\n"));
+  MessageStructure s =
+      parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: 8 bit\n\nx\n"));
   EXPECT_EQ(s.root.encoding, "7bit");
-  MessageStructure t = parse(to_crlf("Content-Transfer-Encoding: base64;\n\neA==\n"));
+  MessageStructure t =
+      parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: base64;\n\neA==\n"));
   EXPECT_EQ(t.root.encoding, "base64");
-  MessageStructure u = parse(to_crlf("Content-Transfer-Encoding: 7bits (odd)\n\nx\n"));
+  MessageStructure u =
+      parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: 7bits (odd)\n\nx\n"));
   EXPECT_EQ(u.root.encoding, "7bits");
+}
+
+TEST(MimeParse, ContentFieldsOfANonMimeMessageAreIgnored) {
+  // RFC 2045 §4: a message without MIME-Version (and without Content-Type) is not MIME; its
+  // Content-* fields do not apply and the body is 7bit text/plain.
+  const std::string fields =
+      "Content-Transfer-Encoding: 8BIT\n"
+      "Content-ID: <x@y>\n"
+      "Content-Description: d\n"
+      "Content-Disposition: attachment; filename=a.txt\n"
+      "Content-Language: en\n"
+      "Content-Location: http://example.org/\n"
+      "Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\n";
+  MessageStructure s = parse(to_crlf("Subject: old\n" + fields + "\ncaf\xC3\xA9\n"));
+  EXPECT_TRUE(s.root.is("text", "plain"));
+  EXPECT_EQ(s.root.params, (Params{{"charset", "us-ascii"}}));
+  EXPECT_EQ(s.root.encoding, "7bit");
+  EXPECT_FALSE(s.root.id || s.root.description || s.root.md5 || s.root.disposition ||
+               s.root.location);
+  EXPECT_TRUE(s.root.disposition_params.empty() && s.root.language.empty());
+  // The fields are still headers of the message (SEARCH HEADER finds them).
+  EXPECT_EQ(find_header(s, "content-transfer-encoding"), "8BIT");
+
+  // MIME-Version, or a Content-Type field, makes them count.
+  for (const char* marker : {"MIME-Version: 1.0\n", "Content-Type: text/plain\n"}) {
+    MessageStructure m = parse(to_crlf(std::string(marker) + fields + "\nx\n"));
+    EXPECT_EQ(m.root.encoding, "8BIT") << marker;
+    EXPECT_EQ(m.root.id, "<x@y>") << marker;
+    EXPECT_EQ(m.root.disposition, "attachment") << marker;
+    EXPECT_EQ(m.root.language, std::vector<std::string>{"en"}) << marker;
+  }
+
+  // A body part of a multipart needs no MIME-Version; an embedded message/rfc822 does.
+  std::string msg = to_crlf(
+      "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"
+      "--b\nContent-Transfer-Encoding: quoted-printable\n\nx=3D\n"
+      "--b\nContent-Type: message/rfc822\n\n"
+      "Subject: inner\nContent-Transfer-Encoding: base64\n\nnot base64\n"
+      "--b--\n");
+  MessageStructure n = parse(msg);
+  check_structure(msg, n);
+  ASSERT_EQ(n.root.children.size(), 2u);
+  EXPECT_EQ(n.root.children[0].encoding, "quoted-printable");
+  ASSERT_EQ(n.root.children[1].children.size(), 1u);
+  EXPECT_EQ(n.root.children[1].children[0].encoding, "7bit");
 }
 
 TEST(MimeParse, HeaderCutShortByBoundary) {
