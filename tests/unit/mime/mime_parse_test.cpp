@@ -227,8 +227,11 @@ TEST(MimeParse, ContentHeadersForBodystructure) {
   const BodyPart& p = s.root;
   EXPECT_EQ(p.type, "Application");
   EXPECT_EQ(p.subtype, "Octet-Stream");
-  // RFC 2231 §3-§4: continuations joined, %-decoded, converted from UTF-8; names lower-case.
-  EXPECT_EQ(p.params, (Params{{"name", "\xE2\x82\xAC rate list.txt"}, {"x-other", "a;b"}}));
+  // RFC 2231 §3-§4: continuations joined, the value kept in its extended form (as
+  // BODYSTRUCTURE sends it) after the ordinary parameters; names lower-case.
+  EXPECT_EQ(p.params,
+            (Params{{"x-other", "a;b"}, {"name*", "utf-8''%E2%82%AC%20rate list.txt"}}));
+  EXPECT_EQ(decode_param(p.params, "name"), "\xE2\x82\xAC rate list.txt");
   EXPECT_EQ(p.id, "<id1@example>");
   EXPECT_EQ(p.description, "the rates");
   EXPECT_EQ(p.md5, "Q2hlY2sgSW50ZWdyaXR5IQ==");
@@ -245,10 +248,42 @@ TEST(MimeParse, Rfc2231CharsetsAndGaps) {
       "Content-Type: text/plain; title*=iso-8859-1'en'%A3%20rate; charset=\"UTF-8\";\n"
       " a*0=x; a*2=z; b*=''%41%4\n\n");
   MessageStructure s = parse(msg);
-  EXPECT_EQ(find_param(s.root.params, "title"), "\xC2\xA3 rate");
+  // Sections with a gap are listed one by one; the RFC 2231 forms follow in name order.
+  EXPECT_EQ(s.root.params, (Params{{"charset", "UTF-8"},
+                                   {"a*0", "x"},
+                                   {"a*2", "z"},
+                                   {"b*", "''%41%4"},
+                                   {"title*", "iso-8859-1'en'%A3%20rate"}}));
+  EXPECT_EQ(decode_param(s.root.params, "title"), "\xC2\xA3 rate");
+  EXPECT_EQ(decode_param(s.root.params, "CHARSET"), "UTF-8");
   EXPECT_EQ(find_param(s.root.params, "CHARSET"), "UTF-8");
-  EXPECT_EQ(find_param(s.root.params, "a"), "x");  // section 1 missing: stop at the gap
-  EXPECT_EQ(find_param(s.root.params, "b"), "A%4");  // a broken escape stays as written
+  EXPECT_EQ(decode_param(s.root.params, "a"), std::nullopt);
+  EXPECT_EQ(decode_param(s.root.params, "b"), "A%4");  // a broken escape stays as written
+  EXPECT_EQ(decode_param(s.root.params, "none"), std::nullopt);
+}
+
+TEST(MimeParse, Rfc2231SectionsJoinInTheirOwnForm) {
+  // Sections in any order; an ordinary first section with extended ones after it gives an
+  // extended value with empty charset and language, its '%' escaped.
+  std::string msg = to_crlf(
+      "MIME-Version: 1.0\n"
+      "Content-Type: text/plain; name*1*=%E4.txt; name*0=\"50% \"; charset=iso-8859-1;\n"
+      " title*1=\"b\"; title*0=\"a\"; dup*0=x; dup*0=y; odd*x=1; name=plain.txt\n"
+      "Content-Disposition: attachment; filename*=iso-8859-1''Fr%F6sche.txt\n\nx\n");
+  MessageStructure s = parse(msg);
+  EXPECT_EQ(s.root.params, (Params{{"charset", "iso-8859-1"},
+                                   {"odd*x", "1"},
+                                   {"name", "plain.txt"},
+                                   {"dup*0", "x"},
+                                   {"dup*0", "y"},
+                                   {"name*", "''50%25 %E4.txt"},
+                                   {"title", "ab"}}));
+  // The extended form is preferred; with no charset the octets stay as they are.
+  EXPECT_EQ(decode_param(s.root.params, "name"), "50% \xE4.txt");
+  EXPECT_EQ(decode_param(s.root.params, "title"), "ab");
+  EXPECT_EQ(s.root.disposition_params,
+            (Params{{"filename*", "iso-8859-1''Fr%F6sche.txt"}}));
+  EXPECT_EQ(decode_param(s.root.disposition_params, "filename"), "Fr\xC3\xB6sche.txt");
 }
 
 TEST(MimeParse, InvalidContentTypeMeansDefault) {
