@@ -229,8 +229,7 @@ TEST(MimeParse, ContentHeadersForBodystructure) {
   EXPECT_EQ(p.subtype, "Octet-Stream");
   // RFC 2231 §3-§4: continuations joined, the value kept in its extended form (as
   // BODYSTRUCTURE sends it) after the ordinary parameters; names lower-case.
-  EXPECT_EQ(p.params,
-            (Params{{"x-other", "a;b"}, {"name*", "utf-8''%E2%82%AC%20rate list.txt"}}));
+  EXPECT_EQ(p.params, (Params{{"x-other", "a;b"}, {"name*", "utf-8''%E2%82%AC%20rate list.txt"}}));
   EXPECT_EQ(decode_param(p.params, "name"), "\xE2\x82\xAC rate list.txt");
   EXPECT_EQ(p.id, "<id1@example>");
   EXPECT_EQ(p.description, "the rates");
@@ -281,8 +280,7 @@ TEST(MimeParse, Rfc2231SectionsJoinInTheirOwnForm) {
   // The extended form is preferred; with no charset the octets stay as they are.
   EXPECT_EQ(decode_param(s.root.params, "name"), "50% \xE4.txt");
   EXPECT_EQ(decode_param(s.root.params, "title"), "ab");
-  EXPECT_EQ(s.root.disposition_params,
-            (Params{{"filename*", "iso-8859-1''Fr%F6sche.txt"}}));
+  EXPECT_EQ(s.root.disposition_params, (Params{{"filename*", "iso-8859-1''Fr%F6sche.txt"}}));
   EXPECT_EQ(decode_param(s.root.disposition_params, "filename"), "Fr\xC3\xB6sche.txt");
 }
 
@@ -314,8 +312,7 @@ TEST(MimeParse, ParameterWithoutSemicolonMeansDefault) {
 TEST(MimeParse, TransferEncodingOfTwoWordsMeansDefault) {
   // RFC 2045 §6.1: one token. "8 bit" is invalid and leaves the 7bit default; a stray ';'
   // after the token is tolerated.
-  MessageStructure s =
-      parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: 8 bit\n\nx\n"));
+  MessageStructure s = parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: 8 bit\n\nx\n"));
   EXPECT_EQ(s.root.encoding, "7bit");
   MessageStructure t =
       parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: base64;\n\neA==\n"));
