@@ -1,5 +1,6 @@
 #include "imap_format.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <vector>
@@ -127,6 +128,10 @@ void append_string(std::string& out, std::string_view s, bool utf8) {
   out += std::to_string(s.size());
   out += "}\r\n";
   out.append(s);
+}
+
+void replace_nuls(std::span<char> bytes) noexcept {
+  std::replace(bytes.begin(), bytes.end(), '\0', '\x80');
 }
 
 void append_nstring(std::string& out, const std::optional<std::string>& s, bool utf8) {

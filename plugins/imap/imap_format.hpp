@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,12 @@ namespace mailaccess::imap {
 /// Appends `s` as an IMAP string: quoted when it is short 7-bit text without CR, LF or NUL
 /// (8-bit UTF-8 too when `utf8` is set, RFC 6855 §3), otherwise a literal.
 void append_string(std::string& out, std::string_view s, bool utf8 = false);
+/// Makes message bytes fit a non-binary literal: RFC 9051 §4.3 and §9 (literal = ... *CHAR8,
+/// CHAR8 = %x01-ff) allow no NUL there, only a BINARY literal8 may carry one. Each NUL becomes
+/// 0x80, as Dovecot sends it, so the size stays the same and a streamed literal's announced
+/// length holds. Works on any chunk of the bytes.
+void replace_nuls(std::span<char> bytes) noexcept;
+
 /// As append_string, or NIL for nullopt.
 void append_nstring(std::string& out, const std::optional<std::string>& s, bool utf8 = false);
 /// An astring: the bare atom when it is one (and not NIL), else a string.

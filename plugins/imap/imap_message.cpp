@@ -236,6 +236,7 @@ void Session::pump_fetch() {
         return;
       }
       buf.resize(*got);
+      if (!p.binary) replace_nuls(buf);
       write(buf);
       p.offset += *got;
       p.length -= *got;
@@ -468,9 +469,11 @@ bool Session::build_fetch_message(uint32_t msn) {
           }
           out += fmt::format("{{{}}}\r\n", len);
           pieces.push_back({std::move(out), 0, 0});
-          pieces.push_back({std::string(), off, len});
+          // BINARY (RFC 3516) sends the stored bytes exactly as they are.
+          pieces.push_back({std::string(), off, len, it.kind == K::Binary});
           out.clear();
         } else {
+          if (it.kind == K::BodySection) replace_nuls(text);
           if (binary_literal) out.push_back('~');
           out += fmt::format("{{{}}}\r\n", text.size());
           out += text;

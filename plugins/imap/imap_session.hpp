@@ -104,6 +104,7 @@ class Session final : public spi::ProtocolSession, public SessionApi {
       std::string text;      // written as is
       uint64_t offset = 0;   // or, when length > 0, message bytes streamed from the reader
       uint64_t length = 0;
+      bool binary = false;   // streamed bytes go into a literal8 and keep their NULs
     };
     std::string tag;
     bool uid = false;

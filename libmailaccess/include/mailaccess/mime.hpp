@@ -33,7 +33,7 @@ namespace mailaccess::mime {
 
 /// Bumped when the serialized form or what a parse yields changes; a cache entry of another
 /// version is re-parsed.
-constexpr uint32_t kStructureFormatVersion = 4;
+constexpr uint32_t kStructureFormatVersion = 5;
 
 /// Default nesting limit (multipart and message/rfc822 levels below the top).
 constexpr uint32_t kMaxNestingDepth = 100;
@@ -71,8 +71,10 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 struct BodyPart {
   std::string type = "text";     ///< as written in the header; compare case-insensitively
   std::string subtype = "plain";
-  /// Content-Type parameters, RFC 2231 decoded, joined and converted to UTF-8; names are
-  /// lower-case. A part without a (valid) Content-Type has charset=us-ascii (RFC 2045 §5.2).
+  /// Content-Type parameters as BODYSTRUCTURE sends them; names are lower-case. RFC 2231
+  /// sections are joined, but an extended value keeps its RFC 2231 form under the name with a
+  /// '*' ("name*" = "utf-8''%E2%82%AC.txt"): decode_param() gives the text. A part without a
+  /// (valid) Content-Type has charset=us-ascii (RFC 2045 §5.2).
   Params params;
   std::optional<std::string> id, description, md5;
   std::string encoding = "7bit";  ///< Content-Transfer-Encoding, as written (default 7bit)
@@ -220,7 +222,12 @@ std::string decode_part_text(std::string_view message, const BodyPart& part);
 /// are. IMAP SEARCH and the full-text indexer both fold with this, so they agree byte for byte.
 std::string casefold(std::string_view utf8);
 
-/// The value of a parameter (case-insensitive name), or nullopt.
+/// The text of a parameter for display or search: the RFC 2231 "name*" form when there is
+/// one, %-decoded and converted from its charset to UTF-8 (kept as bytes when the charset is
+/// empty or unknown), else the plain "name" value as written; nullopt when neither exists.
+std::optional<std::string> decode_param(const Params& params, std::string_view name);
+
+/// The value of a parameter (case-insensitive name, exactly as stored), or nullopt.
 std::optional<std::string_view> find_param(const Params& params, std::string_view name) noexcept;
 
 /// The first top-level header field of that name (case-insensitive), or nullopt.

@@ -494,7 +494,7 @@ std::string decode_part_body(std::string_view message, const BodyPart& part) {
 
 std::string decode_part_text(std::string_view message, const BodyPart& part) {
   std::string bytes = decode_part_body(message, part);
-  std::string_view charset = find_param(part.params, "charset").value_or("us-ascii");
+  std::string charset = decode_param(part.params, "charset").value_or("us-ascii");
   if (auto converted = detail::convert_charset(charset, bytes)) return std::move(*converted);
   return detail::utf8_or_latin1(bytes);
 }

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <map>
 
 #include "mime/mime_internal.hpp"
 
@@ -11,9 +10,8 @@ namespace mailaccess::mime::detail {
 
 namespace {
 
-// Bounds so that a hostile header costs little: parameters per value, continuation sections.
+// Bound so that a hostile header costs little: parameters per value.
 constexpr std::size_t kMaxParams = 64;
-constexpr unsigned kMaxSections = 256;
 
 int hex_value(char c) noexcept {
   if (c >= '0' && c <= '9') return c - '0';
@@ -40,18 +38,12 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
+// One section of an RFC 2231 parameter.
 struct RawParam {
   std::string name;   // lower-case, without the RFC 2231 suffix
-  int section = -1;   // -1: not a continuation
+  unsigned section = 0;
   bool extended = false;
   std::string value;  // unquoted
-  std::size_t order = 0;
-};
-
-struct Assembled {
-  std::size_t order = 0;
-  std::string value;
-  bool rfc2231 = false;
 };
 
 }  // namespace
@@ -146,8 +138,8 @@ MimeValue parse_mime_value(std::string_view value, bool want_subtype) {
   }
 
   // Skip anything up to the first ';' (junk after the type is ignored, not fatal).
-  std::vector<RawParam> raw;
-  std::size_t order = 0;
+  std::vector<RawParam> sections;  // RFC 2231 sections, joined below
+  std::size_t count = 0;
   while (!lex.at_end()) {
     if (lex.peek() != ';') {
       if (lex.peek() == '"') {
@@ -175,98 +167,80 @@ MimeValue parse_mime_value(std::string_view value, bool want_subtype) {
       val = std::string(lex.read_run(";(\""));
     }
     lex.skip_cfws();
-    if (name.empty() || raw.size() >= kMaxParams) continue;
+    if (name.empty() || count >= kMaxParams) continue;
+    ++count;
 
+    // RFC 2231 §3-4: name*, name*N, name*N*. A name that is none of these is an ordinary
+    // parameter, kept under its full name.
     RawParam p;
-    p.order = order++;
     p.value = std::move(val);
-    // RFC 2231 §3-4: name*, name*N, name*N*.
     std::size_t star = name.find('*');
-    if (star == std::string::npos) {
-      p.name = std::move(name);
-    } else {
-      p.name = name.substr(0, star);
+    if (star != std::string::npos && star > 0) {
       std::string_view suffix = std::string_view(name).substr(star + 1);
+      bool ext = !suffix.empty() && suffix.back() == '*';
+      if (ext) suffix.remove_suffix(1);
+      unsigned n = 0;
+      bool ok = true;
       if (suffix.empty()) {
-        p.extended = true;
-        p.section = 0;
+        ext = true;  // "name*": one extended section
       } else {
-        bool ext = suffix.back() == '*';
-        if (ext) suffix.remove_suffix(1);
-        unsigned n = 0;
         auto [ptr, ec] = std::from_chars(suffix.data(), suffix.data() + suffix.size(), n);
-        if (ec != std::errc() || ptr != suffix.data() + suffix.size() || suffix.empty() ||
-            n >= kMaxSections) {
-          continue;  // not a valid RFC 2231 name: ignore
-        }
-        p.section = int(n);
-        p.extended = ext;
+        ok = ec == std::errc() && ptr == suffix.data() + suffix.size();
       }
-      if (p.name.empty()) continue;
+      if (ok) {
+        p.name = name.substr(0, star);
+        p.section = n;
+        p.extended = ext;
+        sections.push_back(std::move(p));
+        continue;
+      }
     }
-    raw.push_back(std::move(p));
+    result.params.emplace_back(std::move(name), std::move(p.value));
   }
 
-  // Join continuations per name: sections 0..N in order, stopping at the first gap. A plain
-  // parameter is used only when no RFC 2231 form of the same name exists.
-  std::map<std::string, Assembled> assembled;
-  std::map<std::string, std::map<int, const RawParam*>> sections;
-  for (const RawParam& p : raw) {
-    if (p.section < 0) {
-      auto [it, inserted] = assembled.try_emplace(p.name);
-      if (inserted) {
-        it->second.order = p.order;
-        it->second.value = p.value;
-      }
-    } else {
-      sections[p.name].try_emplace(p.section, &p);
+  // RFC 2231 §3: the sections of one parameter are joined in order. The value is kept in its
+  // RFC 2231 form, which is how BODYSTRUCTURE sends it (Dovecot does the same): RFC 9051 §9
+  // body-fld-param values are strings, and a decoded 8-bit value could not be sent as one
+  // without UTF8=ACCEPT, while the client can decode the RFC 2231 form itself. When some
+  // section is extended the joined value is extended too ("name*" = charset'language'%XX...):
+  // a first section that is not gets an empty charset and language, and '%' in the
+  // non-extended sections is escaped. Sections with a gap or a repeat are not joined but
+  // listed one by one. The joined parameters follow the ordinary ones, in name order.
+  std::stable_sort(sections.begin(), sections.end(), [](const RawParam& a, const RawParam& b) {
+    return a.name != b.name ? a.name < b.name : a.section < b.section;
+  });
+  for (std::size_t i = 0, next = 0; i < sections.size(); i = next) {
+    bool in_order = true, extended = false;
+    for (next = i; next < sections.size() && sections[next].name == sections[i].name; ++next) {
+      in_order = in_order && sections[next].section == next - i;
+      extended = extended || sections[next].extended;
     }
-  }
-  for (auto& [name, parts] : sections) {
-    auto first = parts.find(0);
-    if (first == parts.end()) continue;
-    std::string charset;
+    if (!in_order) {
+      for (std::size_t k = i; k < next; ++k) {
+        const RawParam& p = sections[k];
+        result.params.emplace_back(
+            p.name + "*" + std::to_string(p.section) + (p.extended ? "*" : ""), p.value);
+      }
+      continue;
+    }
     std::string joined;
-    for (int i = 0;; ++i) {
-      auto it = parts.find(i);
-      if (it == parts.end()) break;
-      const RawParam& p = *it->second;
-      std::string_view v = p.value;
-      if (p.extended) {
-        if (i == 0) {
-          // charset'language'value; both may be empty. Without the quotes the value is taken
-          // as it is.
-          std::size_t q1 = v.find('\'');
-          std::size_t q2 = q1 == std::string_view::npos ? q1 : v.find('\'', q1 + 1);
-          if (q2 != std::string_view::npos) {
-            charset = std::string(v.substr(0, q1));
-            v = v.substr(q2 + 1);
+    if (extended && !sections[i].extended) joined = "''";
+    for (std::size_t k = i; k < next; ++k) {
+      const RawParam& p = sections[k];
+      if (extended && !p.extended) {
+        for (char c : p.value) {
+          if (c == '%') {
+            joined += "%25";
+          } else {
+            joined.push_back(c);
           }
         }
-        joined += percent_decode(v);
       } else {
-        joined += v;
+        joined += p.value;
       }
     }
-    std::string utf8;
-    if (!charset.empty()) {
-      auto converted = convert_charset(charset, joined);
-      utf8 = converted ? std::move(*converted) : std::move(joined);
-    } else {
-      utf8 = std::move(joined);
-    }
-    auto [it, inserted] = assembled.try_emplace(name);
-    Assembled& a = it->second;
-    a.order = inserted ? first->second->order : std::min(a.order, first->second->order);
-    a.value = std::move(utf8);
-    a.rfc2231 = true;
+    result.params.emplace_back(sections[i].name + (extended ? "*" : ""), std::move(joined));
   }
-  std::vector<std::pair<std::size_t, std::pair<std::string, std::string>>> ordered;
-  ordered.reserve(assembled.size());
-  for (auto& [name, a] : assembled) ordered.push_back({a.order, {name, std::move(a.value)}});
-  std::sort(ordered.begin(), ordered.end(),
-            [](const auto& x, const auto& y) { return x.first < y.first; });
-  for (auto& entry : ordered) result.params.push_back(std::move(entry.second));
   return result;
 }
 
@@ -287,3 +261,29 @@ std::string unfold(std::string_view raw) {
 }
 
 }  // namespace mailaccess::mime::detail
+
+namespace mailaccess::mime {
+
+std::optional<std::string> decode_param(const Params& params, std::string_view name) {
+  std::string extended_name = std::string(name) + "*";
+  if (auto v = find_param(params, extended_name)) {
+    // RFC 2231 §4: charset'language'%XX-encoded octets. Without the two quotes the value is
+    // taken as %XX-encoded octets in no particular charset.
+    std::string_view value = *v;
+    std::string charset;
+    std::size_t q1 = value.find('\'');
+    std::size_t q2 = q1 == std::string_view::npos ? q1 : value.find('\'', q1 + 1);
+    if (q2 != std::string_view::npos) {
+      charset = std::string(value.substr(0, q1));
+      value = value.substr(q2 + 1);
+    }
+    std::string bytes = detail::percent_decode(value);
+    if (charset.empty()) return bytes;
+    auto converted = detail::convert_charset(charset, bytes);
+    return converted ? std::move(*converted) : std::move(bytes);
+  }
+  if (auto v = find_param(params, name)) return std::string(*v);
+  return std::nullopt;
+}
+
+}  // namespace mailaccess::mime

@@ -69,8 +69,8 @@ class Lexer {
 };
 
 /// A parsed MIME header value of the form `token [/ token] *(; attribute=value)`: Content-Type,
-/// Content-Disposition. Parameters come back RFC 2231 decoded, joined and converted to UTF-8,
-/// with lower-case names.
+/// Content-Disposition. Parameters come back with lower-case names, RFC 2231 sections joined
+/// and extended values in their RFC 2231 form (see BodyPart::params).
 struct MimeValue {
   std::string type;
   std::string subtype;

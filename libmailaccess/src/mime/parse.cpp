@@ -290,11 +290,18 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
 
   // Content-* fields: the first of each counts, as in Dovecot.
   bool have_type = false, have_encoding = false, have_disposition = false;
+  // RFC 2045 §4: MIME-Version is required at the top of a MIME message and in an embedded
+  // message/rfc822 that claims to be MIME, not in the body parts of a multipart. So a message
+  // (the entities that come with an envelope) is MIME only when it says so; a Content-Type
+  // field counts as saying so too, as Dovecot takes it.
+  bool is_mime = envelope == nullptr;
   for (const Field& f : h.fields) {
     if (headers != nullptr) headers->emplace_back(detail::to_lower(f.name), detail::unfold(f.raw));
+    if (iequals(f.name, "mime-version")) is_mime = true;
     if (f.name.size() < 8 || !iequals(f.name.substr(0, 8), "content-")) continue;
     std::string_view n = f.name.substr(8);
     if (iequals(n, "type") && !have_type) {
+      is_mime = true;
       have_type = true;
       detail::MimeValue v = detail::parse_mime_value(detail::unfold(f.raw), true);
       if (v.valid) {
@@ -336,6 +343,18 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
     } else if (iequals(n, "location") && !part.location) {
       part.location = detail::unfold(f.raw);  // RFC 2557 §4.1
     }
+  }
+  if (!is_mime) {
+    // Not a MIME message: its other Content-* fields are not MIME's either, and the body is
+    // plain text as stored (RFC 2045 §5.2 default, 7bit), as Dovecot reads it too.
+    part.encoding = "7bit";
+    part.id.reset();
+    part.description.reset();
+    part.md5.reset();
+    part.disposition.reset();
+    part.disposition_params.clear();
+    part.language.clear();
+    part.location.reset();
   }
   // A part of this parse has a fresh BodyPart, so only the default needs setting.
   if (!have_type) {

@@ -340,6 +340,68 @@ def test_large_fetch_streams(s):
     m.logout()
 
 
+MSG_NUL = (b"Subject: nul\r\n"
+           b"X-Nul: a\x00b\r\n"
+           b"MIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=\"b\"\r\n"
+           b"\r\n"
+           b"--b\r\n"
+           b"Content-Type: text/plain; charset=utf-16le\r\n"
+           b"Content-Transfer-Encoding: binary\r\n"
+           b"\r\n"
+           b"T\x00e\x00\r\n\x00\r\n"
+           b"--b--\r\n")
+
+
+def test_fetch_nuls(s):
+    # RFC 9051 §4.3/§9: a literal is *CHAR8, which excludes NUL; only BINARY's literal8 may
+    # carry one. Every BODY[...] / RFC822* section sends NUL as 0x80 (as Dovecot does), with the
+    # size unchanged; BINARY keeps the bytes.
+    def nonul(b):
+        return b.replace(b"\x00", b"\x80")
+
+    m = login_plain(s)
+    ok(m.create("Nul"))
+    append(m, "Nul", MSG_NUL)
+    # Larger than the FETCH output watermark, with a NUL in every chunk the server reads.
+    big = b"Subject: big nul\r\n\r\n" + (b"y" * 997 + b"\x00\r\n") * 700
+    append(m, "Nul", big)
+    r = Raw(s.imap_port)
+    r.line()
+    r.cmd("a", "LOGIN demo demo")
+    r.cmd("b", "SELECT Nul")
+    hdr, _, text = MSG_NUL.partition(b"\r\n\r\n")
+    hdr += b"\r\n\r\n"
+    part = b"T\x00e\x00\r\n\x00"
+    want = [
+        ("BODY.PEEK[]", b"BODY[]", MSG_NUL),
+        ("BODY.PEEK[HEADER]", b"BODY[HEADER]", hdr),
+        ("BODY.PEEK[TEXT]", b"BODY[TEXT]", text),
+        ("BODY.PEEK[1]", b"BODY[1]", part),
+        ("BODY.PEEK[HEADER.FIELDS (X-Nul)]", b"BODY[HEADER.FIELDS (X-Nul)]",
+         b"X-Nul: a\x00b\r\n\r\n"),
+        ("BODY.PEEK[]<20.10>", b"BODY[]<20>", MSG_NUL[20:30]),
+        ("BODY.PEEK[1]<1.3>", b"BODY[1]<1>", part[1:4]),
+        ("RFC822.HEADER", b"RFC822.HEADER", hdr),
+        ("RFC822.TEXT", b"RFC822.TEXT", text),
+        ("RFC822", b"RFC822", MSG_NUL),
+    ]
+    for i, (item, name, data) in enumerate(want):
+        blob = b"".join(r.cmd("c%d" % i, "FETCH 1 (%s)" % item))
+        assert b"%s {%d}\r\n%s" % (name, len(data), nonul(data)) in blob, (item, blob)
+        assert b"\x00" not in blob, (item, blob)
+    blob = b"".join(r.cmd("d", "FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[])"))
+    assert b"BINARY[1] ~{%d}\r\n%s" % (len(part), part) in blob, blob
+    assert MSG_NUL in blob, blob
+    r.close()
+    ok(m.select("Nul"))
+    typ, data = m.fetch("2", "(BODY.PEEK[])")
+    assert typ == "OK" and data[0][1] == nonul(big), data[0][0]
+    typ, data = m.fetch("2", "(BINARY.PEEK[])")
+    assert typ == "OK" and data[0][1] == big, data[0][0]
+    m.logout()
+
+
 def test_store_and_condstore(s):
     m = login_plain(s)
     ok(m.create("St"))
@@ -692,6 +754,7 @@ def main():
             ("select examine status", test_select_examine_status),
             ("fetch items", test_fetch_items),
             ("large fetch streams", test_large_fetch_streams),
+            ("fetch nuls", test_fetch_nuls),
             ("store and condstore", test_store_and_condstore),
             ("search", test_search),
             ("append variants", test_append_variants),

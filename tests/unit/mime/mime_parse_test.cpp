@@ -227,8 +227,10 @@ TEST(MimeParse, ContentHeadersForBodystructure) {
   const BodyPart& p = s.root;
   EXPECT_EQ(p.type, "Application");
   EXPECT_EQ(p.subtype, "Octet-Stream");
-  // RFC 2231 §3-§4: continuations joined, %-decoded, converted from UTF-8; names lower-case.
-  EXPECT_EQ(p.params, (Params{{"name", "\xE2\x82\xAC rate list.txt"}, {"x-other", "a;b"}}));
+  // RFC 2231 §3-§4: continuations joined, the value kept in its extended form (as
+  // BODYSTRUCTURE sends it) after the ordinary parameters; names lower-case.
+  EXPECT_EQ(p.params, (Params{{"x-other", "a;b"}, {"name*", "utf-8''%E2%82%AC%20rate list.txt"}}));
+  EXPECT_EQ(decode_param(p.params, "name"), "\xE2\x82\xAC rate list.txt");
   EXPECT_EQ(p.id, "<id1@example>");
   EXPECT_EQ(p.description, "the rates");
   EXPECT_EQ(p.md5, "Q2hlY2sgSW50ZWdyaXR5IQ==");
@@ -245,10 +247,41 @@ TEST(MimeParse, Rfc2231CharsetsAndGaps) {
       "Content-Type: text/plain; title*=iso-8859-1'en'%A3%20rate; charset=\"UTF-8\";\n"
       " a*0=x; a*2=z; b*=''%41%4\n\n");
   MessageStructure s = parse(msg);
-  EXPECT_EQ(find_param(s.root.params, "title"), "\xC2\xA3 rate");
+  // Sections with a gap are listed one by one; the RFC 2231 forms follow in name order.
+  EXPECT_EQ(s.root.params, (Params{{"charset", "UTF-8"},
+                                   {"a*0", "x"},
+                                   {"a*2", "z"},
+                                   {"b*", "''%41%4"},
+                                   {"title*", "iso-8859-1'en'%A3%20rate"}}));
+  EXPECT_EQ(decode_param(s.root.params, "title"), "\xC2\xA3 rate");
+  EXPECT_EQ(decode_param(s.root.params, "CHARSET"), "UTF-8");
   EXPECT_EQ(find_param(s.root.params, "CHARSET"), "UTF-8");
-  EXPECT_EQ(find_param(s.root.params, "a"), "x");  // section 1 missing: stop at the gap
-  EXPECT_EQ(find_param(s.root.params, "b"), "A%4");  // a broken escape stays as written
+  EXPECT_EQ(decode_param(s.root.params, "a"), std::nullopt);
+  EXPECT_EQ(decode_param(s.root.params, "b"), "A%4");  // a broken escape stays as written
+  EXPECT_EQ(decode_param(s.root.params, "none"), std::nullopt);
+}
+
+TEST(MimeParse, Rfc2231SectionsJoinInTheirOwnForm) {
+  // Sections in any order; an ordinary first section with extended ones after it gives an
+  // extended value with empty charset and language, its '%' escaped.
+  std::string msg = to_crlf(
+      "MIME-Version: 1.0\n"
+      "Content-Type: text/plain; name*1*=%E4.txt; name*0=\"50% \"; charset=iso-8859-1;\n"
+      " title*1=\"b\"; title*0=\"a\"; dup*0=x; dup*0=y; odd*x=1; name=plain.txt\n"
+      "Content-Disposition: attachment; filename*=iso-8859-1''Fr%F6sche.txt\n\nx\n");
+  MessageStructure s = parse(msg);
+  EXPECT_EQ(s.root.params, (Params{{"charset", "iso-8859-1"},
+                                   {"odd*x", "1"},
+                                   {"name", "plain.txt"},
+                                   {"dup*0", "x"},
+                                   {"dup*0", "y"},
+                                   {"name*", "''50%25 %E4.txt"},
+                                   {"title", "ab"}}));
+  // The extended form is preferred; with no charset the octets stay as they are.
+  EXPECT_EQ(decode_param(s.root.params, "name"), "50% \xE4.txt");
+  EXPECT_EQ(decode_param(s.root.params, "title"), "ab");
+  EXPECT_EQ(s.root.disposition_params, (Params{{"filename*", "iso-8859-1''Fr%F6sche.txt"}}));
+  EXPECT_EQ(decode_param(s.root.disposition_params, "filename"), "Fr\xC3\xB6sche.txt");
 }
 
 TEST(MimeParse, InvalidContentTypeMeansDefault) {
@@ -279,12 +312,59 @@ TEST(MimeParse, ParameterWithoutSemicolonMeansDefault) {
 TEST(MimeParse, TransferEncodingOfTwoWordsMeansDefault) {
   // RFC 2045 §6.1: one token. "8 bit" is invalid and leaves the 7bit default; a stray ';'
   // after the token is tolerated.
-  MessageStructure s = parse(to_crlf("Content-Transfer-Encoding: 8 bit\n\nx\n"));
+  MessageStructure s = parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: 8 bit\n\nx\n"));
   EXPECT_EQ(s.root.encoding, "7bit");
-  MessageStructure t = parse(to_crlf("Content-Transfer-Encoding: base64;\n\neA==\n"));
+  MessageStructure t =
+      parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: base64;\n\neA==\n"));
   EXPECT_EQ(t.root.encoding, "base64");
-  MessageStructure u = parse(to_crlf("Content-Transfer-Encoding: 7bits (odd)\n\nx\n"));
+  MessageStructure u =
+      parse(to_crlf("MIME-Version: 1.0\nContent-Transfer-Encoding: 7bits (odd)\n\nx\n"));
   EXPECT_EQ(u.root.encoding, "7bits");
+}
+
+TEST(MimeParse, ContentFieldsOfANonMimeMessageAreIgnored) {
+  // RFC 2045 §4: a message without MIME-Version (and without Content-Type) is not MIME; its
+  // Content-* fields do not apply and the body is 7bit text/plain.
+  const std::string fields =
+      "Content-Transfer-Encoding: 8BIT\n"
+      "Content-ID: <x@y>\n"
+      "Content-Description: d\n"
+      "Content-Disposition: attachment; filename=a.txt\n"
+      "Content-Language: en\n"
+      "Content-Location: http://example.org/\n"
+      "Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\n";
+  MessageStructure s = parse(to_crlf("Subject: old\n" + fields + "\ncaf\xC3\xA9\n"));
+  EXPECT_TRUE(s.root.is("text", "plain"));
+  EXPECT_EQ(s.root.params, (Params{{"charset", "us-ascii"}}));
+  EXPECT_EQ(s.root.encoding, "7bit");
+  EXPECT_FALSE(s.root.id || s.root.description || s.root.md5 || s.root.disposition ||
+               s.root.location);
+  EXPECT_TRUE(s.root.disposition_params.empty() && s.root.language.empty());
+  // The fields are still headers of the message (SEARCH HEADER finds them).
+  EXPECT_EQ(find_header(s, "content-transfer-encoding"), "8BIT");
+
+  // MIME-Version, or a Content-Type field, makes them count.
+  for (const char* marker : {"MIME-Version: 1.0\n", "Content-Type: text/plain\n"}) {
+    MessageStructure m = parse(to_crlf(std::string(marker) + fields + "\nx\n"));
+    EXPECT_EQ(m.root.encoding, "8BIT") << marker;
+    EXPECT_EQ(m.root.id, "<x@y>") << marker;
+    EXPECT_EQ(m.root.disposition, "attachment") << marker;
+    EXPECT_EQ(m.root.language, std::vector<std::string>{"en"}) << marker;
+  }
+
+  // A body part of a multipart needs no MIME-Version; an embedded message/rfc822 does.
+  std::string msg = to_crlf(
+      "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n"
+      "--b\nContent-Transfer-Encoding: quoted-printable\n\nx=3D\n"
+      "--b\nContent-Type: message/rfc822\n\n"
+      "Subject: inner\nContent-Transfer-Encoding: base64\n\nnot base64\n"
+      "--b--\n");
+  MessageStructure n = parse(msg);
+  check_structure(msg, n);
+  ASSERT_EQ(n.root.children.size(), 2u);
+  EXPECT_EQ(n.root.children[0].encoding, "quoted-printable");
+  ASSERT_EQ(n.root.children[1].children.size(), 1u);
+  EXPECT_EQ(n.root.children[1].children[0].encoding, "7bit");
 }
 
 TEST(MimeParse, HeaderCutShortByBoundary) {

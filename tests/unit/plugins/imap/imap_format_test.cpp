@@ -30,6 +30,16 @@ TEST(Strings, QuotedLiteralAndAtom) {
   EXPECT_EQ(out, "INBOX\"nil\"\"a b\"");
 }
 
+TEST(Strings, NulsBecome0x80InPlace) {
+  // RFC 9051 §9: CHAR8 excludes NUL; the size of the literal must not change.
+  std::string bytes("T\0e\0\r\n\0", 7);
+  replace_nuls(bytes);
+  EXPECT_EQ(bytes, (std::string{'T', '\x80', 'e', '\x80', '\r', '\n', '\x80'}));
+  std::string none = "no nul \x80";
+  replace_nuls(none);
+  EXPECT_EQ(none, "no nul \x80");
+}
+
 TEST(Envelope, FieldsNilAndDefaults) {
   mime::Envelope env;
   env.subject = "hi";
