@@ -467,9 +467,12 @@ bool Session::build_fetch_message(uint32_t msn) {
             job.expunged = true;
             return false;
           }
+          // BINARY (RFC 3516) sends the stored bytes exactly as they are, and those may hold a
+          // NUL, which only a literal8 may carry (RFC 9051 §4.3, RFC 3516 §4.3): a stored range
+          // always goes as one, since it is streamed and not looked at first.
+          if (it.kind == K::Binary) out.push_back('~');
           out += fmt::format("{{{}}}\r\n", len);
           pieces.push_back({std::move(out), 0, 0});
-          // BINARY (RFC 3516) sends the stored bytes exactly as they are.
           pieces.push_back({std::string(), off, len, it.kind == K::Binary});
           out.clear();
         } else {

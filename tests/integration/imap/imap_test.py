@@ -392,7 +392,8 @@ def test_fetch_nuls(s):
         assert b"\x00" not in blob, (item, blob)
     blob = b"".join(r.cmd("d", "FETCH 1 (BINARY.PEEK[1] BINARY.PEEK[])"))
     assert b"BINARY[1] ~{%d}\r\n%s" % (len(part), part) in blob, blob
-    assert MSG_NUL in blob, blob
+    # The whole message goes as stored, NUL included, so as literal8 too (RFC 3516 §4.3).
+    assert b"BINARY[] ~{%d}\r\n%s" % (len(MSG_NUL), MSG_NUL) in blob, blob
     r.close()
     ok(m.select("Nul"))
     typ, data = m.fetch("2", "(BODY.PEEK[])")
