@@ -233,7 +233,9 @@ std::string_view word_of(std::string_view term) {
 
 const std::string& fold_fingerprint() {
   // Every code point up to U+2FFF folded, hashed (FNV-1a): a change to mime::casefold changes
-  // the words an index would hold, so a database written with another folding is rebuilt.
+  // the words an index would hold, so a database written with another folding is rebuilt. So
+  // does a change to what mime::parse yields (which lines are header, where a part ends): the
+  // structure format version is part of the fingerprint.
   static const std::string fingerprint = [] {
     std::string text;
     for (uint32_t cp = 0x20; cp < 0x3000; ++cp) {
@@ -255,7 +257,7 @@ const std::string& fold_fingerprint() {
       h ^= c;
       h *= 1099511628211ull;
     }
-    return fmt::format("{:016x}", h);
+    return fmt::format("{:016x}-mime{}", h, mime::kStructureFormatVersion);
   }();
   return fingerprint;
 }
@@ -368,8 +370,9 @@ void sync_once(const Settings& settings, const std::string& dir, spi::Mailbox& m
     result.rebuilt_reason =
         schema != std::to_string(kSchemaVersion)
             ? fmt::format("schema {} (this version writes {})", schema, kSchemaVersion)
-        : have_validity != std::to_string(uidvalidity) ? "UIDVALIDITY changed"
-                                                       : "the text folding changed";
+        : have_validity != std::to_string(uidvalidity)
+            ? "UIDVALIDITY changed"
+            : "the text folding or the MIME parse changed";
     db.close();
     install_fresh(dir, true);
     db = open();
@@ -489,7 +492,7 @@ MailboxState read_state(const Settings& settings, std::string_view user,
     for (auto it = db.postlist_begin(""); it != db.postlist_end(""); ++it) st.uids.push_back(*it);
     std::string fold = db.get_metadata(std::string(kMetaFold));
     if (!st.uids.empty() && fold != fold_fingerprint()) {
-      st.problem = "written with another text folding (rebuild it)";
+      st.problem = "written with another text folding or MIME parse (rebuild it)";
     }
   } catch (const Xapian::Error& e) {
     st.problem = std::string(e.get_type()) + ": " + e.get_msg();

@@ -29,8 +29,9 @@ struct Settings {
   std::size_t batch_bytes = 64u << 20;  ///< ... or after this much decoded text (memory cap)
 };
 
-/// A fingerprint of mime::casefold as this build folds: stored in every database, which is
-/// rebuilt (and not used for SEARCH) when it differs.
+/// A fingerprint of mime::casefold as this build folds and of the MIME parse (its structure
+/// format version): stored in every database, which is rebuilt (and not used for SEARCH) when
+/// it differs.
 const std::string& fold_fingerprint();
 
 /// <root>/<user>, names %-escaped so any user or mailbox name is one safe path component.

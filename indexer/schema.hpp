@@ -23,7 +23,8 @@
 /// reading the message.
 ///
 /// Metadata: "schema" (kSchemaVersion, decimal), "uidvalidity" (decimal), "fold" (a fingerprint
-/// of the case folding; another one means the database is rebuilt).
+/// of the case folding and of the MIME parse's structure format version; another one means the
+/// database is rebuilt).
 /// Schema history: 1 = this layout; 2 = address fields (From, To, Cc...) also hold the words of
 /// their address form (mime::address_search_text), which SEARCH FROM/TO/CC/BCC compare, and the
 /// message texts follow the MIME reading that agrees with Dovecot on malformed mail. A database
@@ -39,7 +40,8 @@ namespace mailaccess::indexer {
 inline constexpr uint32_t kSchemaVersion = 2;
 inline constexpr std::string_view kMetaSchema = "schema";
 inline constexpr std::string_view kMetaUidValidity = "uidvalidity";
-/// A fingerprint of mime::casefold (index.hpp fold_fingerprint()): terms are folded words.
+/// A fingerprint of mime::casefold and of mime::kStructureFormatVersion (index.hpp
+/// fold_fingerprint()): terms are folded words of the parsed message.
 inline constexpr std::string_view kMetaFold = "fold";
 
 inline constexpr std::string_view kPrefixHeaderBlock = "A";

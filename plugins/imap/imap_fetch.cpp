@@ -332,17 +332,21 @@ std::string filter_header(std::string_view header, const std::vector<std::string
     std::string_view bare = line;
     while (!bare.empty() && (bare.back() == '\n' || bare.back() == '\r')) bare.remove_suffix(1);
     if (bare.empty()) break;  // the blank line ending the header
-    if (line[0] == ' ' || line[0] == '\t') {
+    if ((line[0] == ' ' || line[0] == '\t') && i > 0) {
       if (keep) out.append(line);
     } else {
+      // A line without ':' is still a line of the header (the parser reads it as a field
+      // named by the whole line, as Dovecot does): HEADER.FIELDS.NOT keeps it.
       std::size_t colon = bare.find(':');
-      std::string_view name = bare.substr(0, colon == std::string_view::npos ? 0 : colon);
-      while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+      std::string_view name = colon == std::string_view::npos ? bare : bare.substr(0, colon);
+      if (colon != std::string_view::npos) {
+        while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+      }
       bool listed = false;
       for (const auto& f : fields) {
         if (iequals(f, name)) listed = true;
       }
-      keep = colon != std::string_view::npos && (exclude ? !listed : listed);
+      keep = exclude ? !listed : listed;
       if (keep) out.append(line);
     }
     i = next;

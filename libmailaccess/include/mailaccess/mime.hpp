@@ -10,15 +10,19 @@
 /// Shape guarantees of a parse (the IMAP writer relies on them):
 /// - a multipart/* part has at least one child (an empty multipart gets one empty text/plain
 ///   child, as Dovecot writes it); a message/rfc822 part has exactly one child (the embedded
-///   message's top-level part) and a message_envelope; one with a base64 or quoted-printable
-///   Content-Transfer-Encoding (not allowed by RFC 2046 §5.2.1) is not parsed inside: its
-///   envelope is all NIL and its child an empty text/plain part at the start of its body;
+///   message's top-level part, starting at the part's body) and a message_envelope, whatever
+///   its Content-Transfer-Encoding (a base64 one, which RFC 2046 §5.2.1 does not allow, is read
+///   as stored, as Dovecot reads it: usually all header, with an all-NIL envelope);
 /// - every other part has no children;
 /// - for every part, header_offset + header_size == body_offset, and the header and body ranges
-///   lie within the message and within the parent's body.
+///   lie within the message and within the parent's body. A child ends where its parent's body
+///   ends, or before a boundary line, or (when a boundary line cut the child's header short)
+///   one line break before the parent's body ends or before a boundary line: that line break
+///   is the parent's.
 ///
 /// Everything here is thread-safe: no function keeps state between calls.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -33,7 +37,15 @@ namespace mailaccess::mime {
 
 /// Bumped when the serialized form or what a parse yields changes; a cache entry of another
 /// version is re-parsed.
-constexpr uint32_t kStructureFormatVersion = 5;
+/// History: 4 = broken address lists read as Dovecot reads them; 5 = MIME-Version and header
+/// field values (Content-* parameters) read as Dovecot reads them; 6 = header lines without ':'
+/// are header, encoded message/rfc822 parsed, boundaries cut to kMaxBoundaryLength, a cut
+/// header's line break in the parent's body.
+constexpr uint32_t kStructureFormatVersion = 6;
+
+/// A boundary parameter longer than this is cut to this many characters before delimiter lines
+/// are matched against it (RFC 2046 §5.1.1 allows 70; Dovecot cuts at 80 too).
+constexpr std::size_t kMaxBoundaryLength = 80;
 
 /// Default nesting limit (multipart and message/rfc822 levels below the top).
 constexpr uint32_t kMaxNestingDepth = 100;
@@ -128,13 +140,14 @@ struct ParseLimits {
 /// Parses a message. Never fails on malformed input: it degrades (as Dovecot does) to a text/plain
 /// body, keeps offsets consistent, and stops nesting past a limit.
 ///
-/// Degradation rules: a header ends at the first empty line, at a boundary line of an enclosing
-/// multipart, or at the end of the message; when its first line cannot be a header field the
-/// entity has no header and the body starts at once, while a broken line later in the header
-/// (or an mbox "From " line) is skipped. A multipart without boundary or without any part gets one empty
-/// text/plain child. A multipart or message/rfc822 part past the nesting or part-count limit is
-/// reported as application/octet-stream with no children. A missing close-delimiter ends the
-/// multipart where an enclosing boundary or the message ends.
+/// Degradation rules (Dovecot's readings where the RFCs leave them open): a header ends at the
+/// first empty line, at a boundary line of an enclosing multipart, or at the end of the message;
+/// a line without ':' (text of a message with no header, an mbox "From " line) is a line of the
+/// header, kept in `headers` as a field named by the whole line with an empty value. A boundary
+/// parameter is cut to kMaxBoundaryLength. A multipart without boundary or without any part
+/// gets one empty text/plain child. A multipart or message/rfc822 part past the nesting or
+/// part-count limit is reported as application/octet-stream with no children. A missing
+/// close-delimiter ends the multipart where an enclosing boundary or the message ends.
 MessageStructure parse(std::string_view message);
 MessageStructure parse(std::string_view message, const ParseLimits& limits);
 

@@ -3,10 +3,21 @@
 // The message is parsed in place, in one pass: each part scans its own lines for a boundary of
 // any enclosing multipart (RFC 2046 §5.1.1; a nested part may end its parent's parent when a
 // close-delimiter is missing), so the work is linear in the size times the nesting depth, and
-// every offset points into the caller's bytes. Boundary matching follows Dovecot
-// (src/lib-mail/message-parser.c): a line "--" + boundary matches by prefix, the longest active
-// boundary wins, and the [CR]LF before a boundary line belongs to the boundary, unless the
-// boundary line is the first line of the body.
+// every offset points into the caller's bytes. Where the RFCs leave a malformed message open,
+// the reading follows Dovecot 2.3 (src/lib-mail/message-parser.c), which IMAP clients see on
+// most servers:
+// - A header is every line up to the first empty line (RFC 5322 §2.1), also lines without a
+//   ':' (such a line is a field whose name is the whole line and whose value is empty), so a
+//   message with no empty line is all header and has an empty body.
+// - A boundary parameter longer than kMaxBoundaryLength (80) is cut to that length (RFC 2046
+//   §5.1.1 allows 70 characters). A line "--" + boundary matches by prefix; of the active
+//   boundaries the innermost longest one wins, and one that is the whole line (or the whole
+//   line but a trailing "--") is taken at once.
+// - The [CR]LF before a boundary line belongs to the boundary (RFC 2046 §5.1.1), unless the
+//   boundary line is the first line of the body. When a boundary line cuts a part's header
+//   short, or directly follows the empty line that ends it (and is not the part's own first
+//   delimiter), the header loses its last line break, and that line break goes to the body of
+//   the part's parent: it is the enclosing part's content, not the boundary's.
 
 #include <algorithm>
 #include <cstring>
@@ -71,6 +82,9 @@ struct Stop {
 struct EntityEnd {
   Stop stop;
   std::size_t end = 0;  // body_offset + body_size of the entity
+  // The entity's header was cut by the boundary line at stop and lost its last line break:
+  // the parent's body runs to the boundary line (stop.line_start), not to `end`.
+  bool newline_to_parent = false;
 };
 
 struct Field {
@@ -82,6 +96,7 @@ struct Header {
   std::vector<Field> fields;
   std::size_t end = 0;        // where the header ends and the body starts
   std::optional<Stop> stop;   // the header was cut short by a boundary line
+  std::size_t blank = std::string_view::npos;  // start of the empty line that ended it
 };
 
 void make_opaque(BodyPart& part) {
@@ -174,14 +189,25 @@ class Parser {
         msg_[line + 1] != '-') {
       return std::nullopt;
     }
-    std::string_view data = msg_.substr(line + 2);
+    // The rest of the line after "--", without its [CR]LF.
+    std::size_t start = line + 2;
+    std::size_t len = line_end(start) - start;
+    bool dashes = false;  // the line ends in "--"
+    if (len > 0 && msg_[start + len - 1] == '\n') {
+      --len;
+      if (len > 0 && msg_[start + len - 1] == '\r') --len;
+      dashes = len > 2 && msg_[start + len - 1] == '-' && msg_[start + len - 2] == '-';
+    }
+    std::string_view data = msg_.substr(start, len);
     int best = -1;
-    // Innermost first; a longer match wins (boundaries that are prefixes of each other).
+    // Innermost first; a longer match wins (boundaries that are prefixes of each other), and a
+    // boundary that is the whole line, or the line but its closing "--", is taken at once.
     for (int k = int(boundaries_.size()) - 1; k >= 0; --k) {
       std::string_view b = boundaries_[std::size_t(k)];
       if (data.size() >= b.size() && data.compare(0, b.size(), b) == 0 &&
           (best < 0 || b.size() > boundaries_[std::size_t(best)].size())) {
         best = k;
+        if (b.size() == len || (dashes && b.size() + 2 == len)) break;
       }
     }
     if (best < 0) return std::nullopt;
@@ -242,34 +268,29 @@ Header Parser::parse_header(std::size_t pos) const {
       // The empty line that ends the header (RFC 5322 §2.1); it belongs to the header.
       close_field(line);
       h.end = next;
+      h.blank = line;
       return h;
     }
-    if (detail::is_wsp(content.front())) {
-      // A continuation line (RFC 5322 §2.2.3); without an open field it is ignored.
+    if (detail::is_wsp(content.front()) && line != pos) {
+      // A continuation line (RFC 5322 §2.2.3); without an open field it is ignored. (The first
+      // line continues nothing: it is a field whose name starts with white space.)
       line = next;
       continue;
-    }
-    std::size_t colon = content.find(':');
-    std::string_view name = colon == std::string_view::npos ? std::string_view{}
-                                                            : content.substr(0, colon);
-    while (!name.empty() && detail::is_wsp(name.back())) name.remove_suffix(1);  // obs-optional
-    bool valid = !name.empty();
-    for (char c : name) {
-      auto u = static_cast<unsigned char>(c);
-      if (u <= 32 || u == 127) valid = false;
     }
     close_field(line);
-    if (!valid) {
-      if (line == pos && content.substr(0, 5) != "From ") {
-        // No header at all: the entity starts with its body.
-        h.end = line;
-        return h;
-      }
-      // A broken line inside the header (or an mbox "From " line) is skipped, as Dovecot
-      // does; the header goes on to the empty line.
+    std::size_t colon = content.find(':');
+    if (colon == std::string_view::npos) {
+      // Not a field (RFC 5322 §2.2), such as an mbox "From " line or text of a message that
+      // has no header: it is still a line of the header, which goes on to the empty line.
+      // Dovecot reads it the same way (a field named by the whole line, with no value), so
+      // BODY[HEADER] and the sizes agree; it matches no field name that ENVELOPE or
+      // BODYSTRUCTURE use.
+      h.fields.push_back(Field{content, {}});
       line = next;
       continue;
     }
+    std::string_view name = content.substr(0, colon);
+    while (!name.empty() && detail::is_wsp(name.back())) name.remove_suffix(1);  // obs-optional
     h.fields.push_back(Field{name, {}});
     field_start = line + colon + 1;
     field_open = true;
@@ -284,9 +305,6 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
                                Envelope* envelope,
                                std::vector<std::pair<std::string, std::string>>* headers) {
   Header h = parse_header(pos);
-  part.header_offset = pos;
-  part.header_size = h.end - pos;
-  part.body_offset = h.end;
 
   // Content-* fields: the first of each counts, as in Dovecot.
   bool have_type = false, have_encoding = false, have_disposition = false;
@@ -374,39 +392,53 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
 
   enum class Kind { Leaf, Multipart, Message } kind = Kind::Leaf;
   std::string_view boundary;
-  // RFC 2046 §5.2.1: a message/rfc822 body may only be 7bit, 8bit or binary. One sent as
-  // base64 or quoted-printable is not parsed as a message: its bytes are not a message until
-  // decoded, and the structure describes the part as stored. It is still reported as
-  // message/rfc822, because RFC 9051 §7.5.2 (body-type-msg) ties that media type to the
-  // envelope, body and line-count fields and clients parse BODYSTRUCTURE by it; so it gets an
-  // all-NIL envelope and one empty text/plain child, which is also what Dovecot reports.
-  const bool encoded_message = part.is_message_rfc822() &&
-                               (iequals(part.encoding, "base64") ||
-                                iequals(part.encoding, "quoted-printable"));
-  bool empty_message = false;  // body kept as a leaf; one empty child
+  // A message/rfc822 part is parsed as a message whatever its Content-Transfer-Encoding. RFC
+  // 2046 §5.2.1 permits only 7bit, 8bit and binary for it; a base64 or quoted-printable one is
+  // read as it is stored, as Dovecot reads it: base64 text has no field and no empty line, so
+  // it is all the embedded header, with an all-NIL envelope and an empty text/plain body.
   if (part.is_multipart() || part.is_message_rfc822()) {
     if (depth >= limits_.max_depth || parts_ >= limits_.max_parts) {
       make_opaque(part);
-    } else if (encoded_message) {
-      empty_message = true;
     } else if (part.is_message_rfc822()) {
       kind = Kind::Message;
     } else {
       auto b = find_param(part.params, "boundary");
-      // RFC 2046 §5.1.1 caps boundaries at 70 characters; be generous, but bounded.
-      if (b && !b->empty() && b->size() <= 998) {
-        boundary = *b;
+      // An empty boundary (RFC 2046 §5.1.1 wants 1 to 70 characters) is taken as it is, as
+      // Dovecot takes it: every line that starts with "--" is then a delimiter.
+      if (b) {
+        boundary = b->substr(0, kMaxBoundaryLength);
         kind = Kind::Multipart;
       }
     }
   }
 
+  if (!h.stop && h.blank != std::string_view::npos) {
+    // The empty line ending the header is directly followed by a boundary line of an enclosing
+    // multipart (the longest match, this part's own boundary included): the [CR]LF of the empty
+    // line is the delimiter's (RFC 2046 §5.1.1), so the header ends before the empty line and
+    // the body is empty (BODY[n.MIME] has no empty line). A multipart body that starts with
+    // its own delimiter is the usual case and not cut.
+    const int own = int(boundaries_.size());
+    if (kind == Kind::Multipart) boundaries_.push_back(boundary);
+    std::optional<Stop> stop = boundary_at(h.end);
+    if (kind == Kind::Multipart) boundaries_.pop_back();
+    if (stop && stop->boundary != own) {
+      h.stop = stop;
+      h.end = h.blank;
+    }
+  }
+  part.header_offset = pos;
+  part.header_size = h.end - pos;
+  part.body_offset = h.end;
+
   EntityEnd result;
   if (h.stop) {
-    // The header ran into an enclosing boundary: the body is empty.
+    // The header ran into an enclosing boundary: the body is empty. The line break the header
+    // lost goes to the parent's body.
     result.stop = *h.stop;
     result.end = part.body_offset;
-    if (kind == Kind::Message || empty_message) {
+    result.newline_to_parent = part.body_offset < h.stop->line_start;
+    if (kind == Kind::Message) {
       ++parts_;
       part.message_envelope = std::make_unique<Envelope>();
       BodyPart& child = part.children.emplace_back();
@@ -419,6 +451,10 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
     BodyPart& child = part.children.emplace_back();
     result = parse_entity(part.body_offset, depth + 1, false, child, part.message_envelope.get(),
                           nullptr);
+    if (result.newline_to_parent) {
+      result.end = result.stop.line_start;
+      result.newline_to_parent = false;
+    }
   } else if (kind == Kind::Multipart) {
     const bool digest = part.is("multipart", "digest");
     const int own = int(boundaries_.size());
@@ -433,7 +469,7 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
       BodyPart& child = part.children.emplace_back();
       EntityEnd r = parse_entity(child_start, depth + 1, digest, child, nullptr, nullptr);
       stop = r.stop;
-      end = r.end;
+      end = r.newline_to_parent ? r.stop.line_start : r.end;
     }
     boundaries_.pop_back();
     if (stop.boundary == own) {
@@ -449,23 +485,6 @@ EntityEnd Parser::parse_entity(std::size_t pos, uint32_t depth, bool digest_chil
   } else {
     result.stop = find_boundary(part.body_offset);
     result.end = end_before(result.stop, part.body_offset);
-    if (result.stop.boundary >= 0 && result.stop.line_start == part.body_offset) {
-      // RFC 2046 §5.1.1: the CRLF before a boundary delimiter belongs to the delimiter. When
-      // the delimiter directly follows the blank line that ends this part's header, that line
-      // break is the delimiter's: the part is its header fields alone, without the blank line,
-      // and has no body (BODY[n.MIME] has no empty line; Dovecot reads it the same way).
-      std::size_t end = end_before(result.stop, part.header_offset);
-      part.body_offset = end;
-      part.header_size = end - part.header_offset;
-      result.end = end;
-    }
-    if (empty_message) {
-      ++parts_;
-      part.message_envelope = std::make_unique<Envelope>();
-      BodyPart& child = part.children.emplace_back();
-      child.header_offset = child.body_offset = part.body_offset;
-      child.params.emplace_back("charset", "us-ascii");
-    }
   }
   result.end = std::max(result.end, std::size_t(part.body_offset));
   part.body_size = result.end - part.body_offset;

@@ -224,10 +224,15 @@ TEST_F(KnownMessage, EncodedWordsInParameters) {
 }
 
 TEST_F(KnownMessage, NoHeaderAtAll) {
+  // Two lines of text and no empty line: all header (RFC 5322 §2.1 ends it at the empty line
+  // only), with an empty body, as Dovecot reads it.
   MessageStructure s = load("mime-edge/mime4j-testmsgs/malformedHeaderStartsBody-noheader.eml");
-  EXPECT_EQ(s.root.header_size, 0u);
-  EXPECT_TRUE(body_of(msg_, s.root).starts_with("This is a simple message not having headers."));
-  EXPECT_TRUE(s.headers.empty());
+  EXPECT_TRUE(header_of(msg_, s.root).starts_with("This is a simple message not having headers."));
+  EXPECT_EQ(s.root.header_size, msg_.size());
+  EXPECT_EQ(s.root.body_size, 0u);
+  ASSERT_EQ(s.headers.size(), 2u);
+  EXPECT_EQ(s.headers[0].second, "");
+  EXPECT_EQ(s.envelope, Envelope{});
 }
 
 TEST_F(KnownMessage, SignedHamFromExmhList) {

@@ -60,12 +60,22 @@ TEST(MimeParse, LfAndCrlfGiveTheSameStructureShape) {
 }
 
 TEST(MimeParse, MissingSeparatorAndNoHeader) {
-  // No header at all: the first line is not a field, so everything is body.
+  // No field and no empty line: every line up to the empty line (here: all) is the header
+  // (RFC 5322 §2.1), lines without ':' too, and the body is empty, as Dovecot reads it.
   std::string none = to_crlf("just text\nmore\n");
   MessageStructure s = parse(none);
   check_structure(none, s);
-  EXPECT_EQ(s.root.header_size, 0u);
-  EXPECT_EQ(s.root.body_size, none.size());
+  EXPECT_EQ(s.root.header_size, none.size());
+  EXPECT_EQ(s.root.body_size, 0u);
+  EXPECT_EQ(s.headers,
+            (std::vector<std::pair<std::string, std::string>>{{"just text", ""}, {"more", ""}}));
+  EXPECT_EQ(s.envelope, Envelope{});
+  // With an empty line, what follows it is the body.
+  std::string text = to_crlf("just text\n\nbody\n");
+  s = parse(text);
+  check_structure(text, s);
+  EXPECT_EQ(header_of(text, s.root), "just text\r\n\r\n");
+  EXPECT_EQ(body_of(text, s.root), "body\r\n");
   // Header running to the end without an empty line.
   std::string only = "Subject: x\r\nFrom: y@z\r\n";
   s = parse(only);
@@ -89,13 +99,33 @@ TEST(MimeParse, NulAnd8BitInHeaders) {
   EXPECT_EQ(decode_header_value(*s.envelope.subject), "a\xEF\xBF\xBD" "b \xC3\xA9t\xC3\xA9");
 }
 
-TEST(MimeParse, BrokenLineInsideHeaderIsSkippedMboxFromLineToo) {
+TEST(MimeParse, LinesWithoutAColonAreHeaderLines) {
   std::string msg = to_crlf("From someone Mon Jan 1 00:00:00 2001\nSubject: s\nnot a field\nTo: t@x\n\nb\n");
   MessageStructure s = parse(msg);
   check_structure(msg, s);
   EXPECT_EQ(s.envelope.subject, "s");
   ASSERT_EQ(s.envelope.to.size(), 1u);
   EXPECT_EQ(body_of(msg, s.root), "b\r\n");
+  // A byte order mark and an mbox "From -" line first (mimekit's unmunged.mbox): still the
+  // header, and the fields after them count for ENVELOPE.
+  msg = to_crlf(
+      "\xEF\xBB\xBF"
+      "From -\nFrom: J <j@x.example>\nSubject: unmunged\n\nbody\n");
+  s = parse(msg);
+  check_structure(msg, s);
+  EXPECT_EQ(s.envelope.subject, "unmunged");
+  ASSERT_EQ(s.envelope.from.size(), 1u);
+  EXPECT_EQ(s.envelope.from[0].host, "x.example");
+  EXPECT_EQ(body_of(msg, s.root), "body\r\n");
+  EXPECT_EQ(s.headers.front().first,
+            "\xEF\xBB\xBF"
+            "from -");
+  // A first line starting with white space continues nothing: it is a field of its own.
+  msg = to_crlf(" x: 1\nSubject: s\n\nb\n");
+  s = parse(msg);
+  check_structure(msg, s);
+  EXPECT_EQ(s.headers.front(), (std::pair<std::string, std::string>{" x", "1"}));
+  EXPECT_EQ(s.envelope.subject, "s");
 }
 
 TEST(MimeParse, MultipartOffsetsFollowRfc2046) {
@@ -597,12 +627,12 @@ TEST(MimeParse, MessageRfc822NestedStructure) {
   EXPECT_EQ(s.root.body_lines, 7u);
 }
 
-TEST(MimeParse, EncodedMessageRfc822IsNotParsedAsAMessage) {
-  // RFC 2046 §5.2.1: "No encoding other than "7bit", "8bit", or "binary" is permitted for the
-  // body of a "message/rfc822" entity." A base64 or quoted-printable one is not a message as
-  // it stands: its body is all of its bytes and nothing inside is parsed. It keeps its media
-  // type (RFC 9051 §7.5.2 body-type-msg), so it has an all-NIL envelope and one empty
-  // text/plain child, as Dovecot reports it.
+TEST(MimeParse, EncodedMessageRfc822IsReadAsStored) {
+  // RFC 2046 §5.2.1 permits only 7bit, 8bit and binary for message/rfc822. A base64 or
+  // quoted-printable one is still parsed as a message, from its bytes as stored, as Dovecot
+  // parses it. Base64 text has no field and no empty line: it is all the embedded header (an
+  // all-NIL envelope, an empty body), and as the delimiter cuts that header short, the header's
+  // last line break is the part's, not the delimiter's.
   for (std::string encoding : {"base64", "Quoted-Printable"}) {
     SCOPED_TRACE(encoding);
     std::string msg = to_crlf("Content-Type: multipart/mixed; boundary=b\n\n"
@@ -617,26 +647,159 @@ TEST(MimeParse, EncodedMessageRfc822IsNotParsedAsAMessage) {
     ASSERT_EQ(s.root.children.size(), 1u);
     const BodyPart& m = s.root.children[0];
     EXPECT_TRUE(m.is_message_rfc822());
-    EXPECT_EQ(body_of(msg, m), "U3ViamVjdDogaW5uZXIKCmJvZHkK\r\nU3ViamVjdDogaW5uZXIKCmJvZHkK");
-    EXPECT_EQ(m.body_lines, 1u);
+    EXPECT_EQ(body_of(msg, m), "U3ViamVjdDogaW5uZXIKCmJvZHkK\r\nU3ViamVjdDogaW5uZXIKCmJvZHkK\r\n");
+    EXPECT_EQ(m.body_lines, 2u);
     ASSERT_NE(m.message_envelope, nullptr);
     EXPECT_EQ(*m.message_envelope, Envelope{});
     ASSERT_EQ(m.children.size(), 1u);
     const BodyPart& child = m.children[0];
     EXPECT_TRUE(child.is("text", "plain"));
+    EXPECT_EQ(header_of(msg, child),
+              "U3ViamVjdDogaW5uZXIKCmJvZHkK\r\nU3ViamVjdDogaW5uZXIKCmJvZHkK");
     EXPECT_EQ(child.body_size, 0u);
     EXPECT_EQ(child.body_lines, 0u);
-    EXPECT_EQ(child.header_size, 0u);
-    EXPECT_EQ(child.body_offset, m.body_offset);
   }
-  // The permitted identity encodings still nest.
-  std::string msg = to_crlf("Content-Type: message/rfc822\nContent-Transfer-Encoding: 8bit\n\n"
-                            "Subject: inner\n\nbody\n");
+  // Quoted-printable text that looks like a message is read as one (its fields still encoded).
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=b\n\n"
+      "--b\nContent-Type: message/rfc822\n"
+      "Content-Transfer-Encoding: quoted-printable\n\n"
+      "Subject: inner=20qp\nFrom: a@b.example\n\nbody=3D1\n--b--\n");
   MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  const BodyPart& m = s.root.children[0];
+  ASSERT_NE(m.message_envelope, nullptr);
+  EXPECT_EQ(m.message_envelope->subject, "inner=20qp");
+  EXPECT_EQ(body_of(msg, m.children[0]), "body=3D1");
+  // The permitted identity encodings nest the same way.
+  msg = to_crlf(
+      "Content-Type: message/rfc822\nContent-Transfer-Encoding: 8bit\n\n"
+      "Subject: inner\n\nbody\n");
+  s = parse(msg);
   check_structure(msg, s);
   ASSERT_EQ(s.root.children.size(), 1u);
   ASSERT_NE(s.root.message_envelope, nullptr);
   EXPECT_EQ(s.root.message_envelope->subject, "inner");
+}
+
+TEST(MimeParse, LongBoundariesAreCutTo80Characters) {
+  // RFC 2046 §5.1.1 allows 70 characters. A longer boundary is cut to kMaxBoundaryLength (80,
+  // as Dovecot does) and delimiter lines match it by prefix (mime4j's very-long-boundary.eml).
+  std::string b(200, 'x');
+  std::string msg = to_crlf("Content-Type: multipart/mixed; boundary=\"" + b + "\"\n\n--" + b +
+                            "\n\nA\n--" + b.substr(0, 80) + "y\n\nB\n--" + b + "--\nepi\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  // Any line starting with "--" and the first 80 characters is a delimiter; what follows them
+  // is not "--", so even "--" + the whole boundary + "--" is no close-delimiter, and the text
+  // after it is a third part (all header, no empty line).
+  ASSERT_EQ(s.root.children.size(), 3u);
+  EXPECT_EQ(body_of(msg, s.root.children[0]), "A");
+  EXPECT_EQ(body_of(msg, s.root.children[1]), "B");
+  EXPECT_EQ(header_of(msg, s.root.children[2]), "epi\r\n");
+  EXPECT_EQ(s.root.children[2].body_size, 0u);
+  // Three nested boundaries of 82, 81 and 80 characters that differ only past the 80th
+  // (stalwart's malformed/016.eml) are one boundary after the cut: the innermost multipart
+  // takes every delimiter line.
+  std::string b82 = std::string(80, '1') + "22", b81 = std::string(80, '1') + "2",
+              b80 = std::string(80, '1');
+  msg = to_crlf("Content-Type: multipart/mixed; boundary=\"" + b82 + "\"\n\n--" + b82 +
+                "\nContent-Type: multipart/mixed; boundary=\"" + b81 + "\"\n\n--" + b81 +
+                "\nContent-Type: multipart/mixed; boundary=\"" + b80 + "\"\n\n--" + b80 +
+                "\n\n1\n--" + b82 + "\n\n22\n--" + b81 + "\n\n333\n");
+  s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 1u);
+  ASSERT_EQ(s.root.children[0].children.size(), 1u);
+  const BodyPart& innermost = s.root.children[0].children[0];
+  ASSERT_EQ(innermost.children.size(), 3u);
+  EXPECT_EQ(body_of(msg, innermost.children[2]), "333\r\n");
+  // An empty boundary (RFC 2046 wants at least one character) makes every "--" line a
+  // delimiter, as in Dovecot.
+  msg = to_crlf("Content-Type: multipart/mixed; boundary=\"\"\n\npre\n--\n\nA\n--x\n\nB\n----\n");
+  s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  EXPECT_EQ(body_of(msg, s.root.children[0]), "A");
+  EXPECT_EQ(body_of(msg, s.root.children[1]), "B");
+}
+
+TEST(MimeParse, WholeLineBoundaryIsTakenAtOnce) {
+  // "--foo--" is the close-delimiter of the inner "foo" (the whole line but its "--"), not a
+  // delimiter of the outer, longer "foo--"; "--foo----" closes the outer one.
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=foo--\n\n"
+      "--foo--\nContent-Type: multipart/mixed; boundary=foo\n\n"
+      "--foo\n\nA\n--foo--\nB\n--foo----\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 1u);
+  const BodyPart& inner = s.root.children[0];
+  ASSERT_EQ(inner.children.size(), 1u);
+  EXPECT_EQ(body_of(msg, inner.children[0]), "A");
+  EXPECT_EQ(body_of(msg, inner), "--foo\r\n\r\nA\r\n--foo--\r\nB");
+}
+
+TEST(MimeParse, HeaderCutByABoundaryGivesItsLineBreakToTheParent) {
+  // RFC 2046 §5.1.1: the CRLF before a delimiter belongs to the delimiter. Dovecot makes one
+  // exception that the tests below pin down: a header cut short by a delimiter line, or
+  // ended by an empty line that a delimiter of an enclosing multipart follows, loses its last
+  // line break to its parent's body.
+  //
+  // Part 1.1's header is cut by the outer delimiter: the multipart part 1 keeps the line
+  // break (stalwart's malformed/020.eml).
+  std::string msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=outer\n\n"
+      "--outer\nContent-Type: multipart/alternative; boundary=inner\n\n"
+      "--inner\n\nA\n--inner\nX-Foo: bar\n--outer\n\nB\n--outer--\n");
+  MessageStructure s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  const BodyPart& alt = s.root.children[0];
+  ASSERT_EQ(alt.children.size(), 2u);
+  EXPECT_EQ(header_of(msg, alt.children[1]), "X-Foo: bar");
+  EXPECT_EQ(alt.children[1].body_size, 0u);
+  EXPECT_EQ(body_of(msg, alt), "--inner\r\n\r\nA\r\n--inner\r\nX-Foo: bar\r\n");
+  EXPECT_EQ(body_of(msg, s.root.children[1]), "B");
+  // The same with the empty line: the part's header is empty, the multipart keeps the CRLF.
+  msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=outer\n\n"
+      "--outer\nContent-Type: multipart/alternative; boundary=inner\n\n"
+      "--inner\n\nA\n--inner\n\n--outer--\n");
+  s = parse(msg);
+  check_structure(msg, s);
+  const BodyPart& alt2 = s.root.children[0];
+  ASSERT_EQ(alt2.children.size(), 2u);
+  EXPECT_EQ(alt2.children[1].header_size, 0u);
+  EXPECT_EQ(body_of(msg, alt2), "--inner\r\n\r\nA\r\n--inner\r\n\r\n");
+  // A multipart part whose empty line is followed by its parent's delimiter, which also
+  // matches its own shorter boundary by prefix (malformed/001.eml): the longer one wins, and
+  // the part's header (BODY[1.MIME]) ends without the empty line.
+  msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=\"ab\"\n\n"
+      "--ab\nContent-Type: multipart/mixed; boundary=\"a\"\n\n"
+      "--ab\nContent-Type: text/plain\n\n--a\n\n");
+  s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  EXPECT_EQ(header_of(msg, s.root.children[0]),
+            "Content-Type: multipart/mixed; boundary=\"a\"\r\n");
+  EXPECT_EQ(s.root.children[0].body_size, 0u);
+  // A message/rfc822 part that is not a message (malformed/022.eml): the text is the embedded
+  // header, and the part's body (BODY[2]) keeps the line break before the close-delimiter.
+  msg = to_crlf(
+      "Content-Type: multipart/mixed; boundary=\"BOUND\"\n\n"
+      "--BOUND\nContent-Type: text/plain\n\nhello\n"
+      "--BOUND\nContent-Type: message/rfc822\n\nnot a valid eml\n--BOUND--\n");
+  s = parse(msg);
+  check_structure(msg, s);
+  ASSERT_EQ(s.root.children.size(), 2u);
+  const BodyPart& m = s.root.children[1];
+  EXPECT_EQ(body_of(msg, m), "not a valid eml\r\n");
+  EXPECT_EQ(m.body_lines, 1u);
+  EXPECT_EQ(header_of(msg, m.children[0]), "not a valid eml");
+  EXPECT_EQ(m.children[0].body_size, 0u);
+  EXPECT_EQ(*m.message_envelope, Envelope{});
 }
 
 }  // namespace

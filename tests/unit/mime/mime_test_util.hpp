@@ -76,10 +76,13 @@ inline void check_part(std::string_view msg, const BodyPart& p, uint64_t lo, uin
     ASSERT_NE(p.message_envelope, nullptr);
     const BodyPart& c = p.children[0];
     ASSERT_EQ(c.header_offset, p.body_offset);
-    // The embedded message ends with the part, unless the part is encoded (RFC 2046 §5.2.1):
-    // then its child is empty and placed at the start of the body.
-    if (c.header_size != 0 || c.body_size != 0) {
-      ASSERT_EQ(c.body_offset + c.body_size, p.body_offset + p.body_size);
+    // The embedded message ends with the part, or one line break before it when a boundary
+    // line cut the embedded header short (the line break is the part's).
+    uint64_t c_end = c.body_offset + c.body_size, p_end = p.body_offset + p.body_size;
+    ASSERT_LE(c_end, p_end);
+    if (c_end != p_end) {
+      std::string_view gap = msg.substr(c_end, p_end - c_end);
+      ASSERT_TRUE(c.body_size == 0 && (gap == "\r\n" || gap == "\n")) << std::string(gap);
     }
   } else {
     ASSERT_TRUE(p.children.empty());
@@ -97,7 +100,8 @@ inline void check_part(std::string_view msg, const BodyPart& p, uint64_t lo, uin
       ASSERT_TRUE(!before.empty() && before.back() == '\n');
       std::size_t line = before.rfind('\n', before.size() - 2);
       line = line == std::string_view::npos ? 0 : line + 1;
-      ASSERT_EQ(before.substr(line, 2 + boundary->size()), "--" + std::string(*boundary));
+      std::string_view b = boundary->substr(0, kMaxBoundaryLength);
+      ASSERT_EQ(before.substr(line, 2 + b.size()), "--" + std::string(b));
       uint64_t end = c.body_offset + c.body_size;
       std::string_view after = msg.substr(end);
       if (end != msg.size()) {

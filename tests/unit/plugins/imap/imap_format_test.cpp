@@ -214,6 +214,12 @@ TEST(Sections, FilterHeader) {
   EXPECT_EQ(filter_header(h, {"subject"}, false), "Subject: x\r\n y\r\n\r\n");
   EXPECT_EQ(filter_header(h, {"SUBJECT"}, true), "From: a\r\nTo: b\r\n\r\n");
   EXPECT_EQ(filter_header(h, {"X-None"}, false), "\r\n");
+  // A line without ':' (an mbox "From " line) is a header line named by the whole line, and a
+  // first line starting with white space continues nothing: HEADER.FIELDS.NOT keeps both, as
+  // Dovecot does.
+  std::string mbox = " x: 1\r\nFrom -\r\nFrom: a\r\nSubject: s\r\n\r\n";
+  EXPECT_EQ(filter_header(mbox, {"from", "subject"}, true), " x: 1\r\nFrom -\r\n\r\n");
+  EXPECT_EQ(filter_header(mbox, {"from", "subject"}, false), "From: a\r\nSubject: s\r\n\r\n");
 }
 
 TEST(FetchItems, MacrosAndErrors) {
