@@ -8,13 +8,16 @@ namespace mailaccess::indexer {
 
 namespace {
 
-void body_texts(const mime::BodyPart& part, std::string_view raw, std::vector<std::string>& out) {
-  // Mirrors body_matches() in plugins/imap/imap_search.cpp: the texts a BODY search reads.
+void body_texts(const mime::BodyPart& part, std::string_view raw, std::vector<std::string>& out,
+                std::string& headers) {
+  // Mirrors body_matches() in plugins/imap/imap_search.cpp: the texts a BODY search reads; the
+  // header of an attached message is read by TEXT only, so it goes with the header block.
   if (!part.children.empty()) {
     if (part.is_message_rfc822()) {
-      out.push_back(mime::decode_header_value(mime::part_header(raw, part.children[0])));
+      headers += '\n';
+      headers += mime::decode_header_value(mime::part_header(raw, part.children[0]));
     }
-    for (const auto& child : part.children) body_texts(child, raw, out);
+    for (const auto& child : part.children) body_texts(child, raw, out, headers);
     return;
   }
   if (part.is("text")) {
@@ -60,7 +63,7 @@ MessageText message_text(std::string_view raw, const mime::MessageStructure& str
   MessageText t;
   if (raw.size() > kMaxReadBytes) raw = raw.substr(0, kMaxReadBytes);
   t.header_block = mime::decode_header_value(mime::part_header(raw, structure.root));
-  body_texts(structure.root, raw, t.body);
+  body_texts(structure.root, raw, t.body, t.header_block);
   for (const auto& [name, value] : structure.headers) {
     std::string decoded = mime::decode_header_value(value);
     if (mime::is_address_field(name)) {

@@ -23,7 +23,7 @@ void for_each_word(std::string_view folded, const std::function<void(std::string
 
 /// The decoded (not yet folded) texts of a message, as IMAP SEARCH sees them.
 struct MessageText {
-  std::string header_block;       ///< the top-level header, RFC 2047 decoded (TEXT)
+  std::string header_block;       ///< the top-level header and those of attached messages, RFC 2047 decoded (TEXT)
   std::vector<std::string> body;  ///< one text per searchable body part (BODY, TEXT)
   /// Top-level header fields: lower-case name, decoded value (FROM, SUBJECT, HEADER ...).
   std::vector<std::pair<std::string, std::string>> headers;

@@ -264,15 +264,19 @@ bool header_matches(const SearchKey& k, SearchSubject& msg) {
   return false;
 }
 
-bool body_matches(const mime::BodyPart& part, std::string_view raw, std::string_view needle) {
+// The texts of a message that BODY (and, with `headers`, TEXT) reads. An attached message's
+// header belongs to TEXT only: a BODY search does not look at header fields, the embedded
+// message's included, as Dovecot answers it.
+bool body_matches(const mime::BodyPart& part, std::string_view raw, std::string_view needle,
+                  bool headers) {
   if (!part.children.empty()) {
-    if (part.is_message_rfc822()) {
+    if (headers && part.is_message_rfc822()) {
       const auto& inner = part.children[0];
       if (text_contains(mime::decode_header_value(mime::part_header(raw, inner)), needle))
         return true;
     }
     for (const auto& child : part.children) {
-      if (body_matches(child, raw, needle)) return true;
+      if (body_matches(child, raw, needle, headers)) return true;
     }
     return false;
   }
@@ -458,7 +462,7 @@ bool search_match(const SearchKey& k, SearchSubject& msg, const SearchEnv& env) 
       if (k.kind == K::Text &&
           text_contains(mime::decode_header_value(mime::part_header(*raw, s->root)), k.value))
         return true;
-      return body_matches(s->root, *raw, k.value);
+      return body_matches(s->root, *raw, k.value, k.kind == K::Text);
     }
     case K::ModSeq:
       return info.modseq >= k.number;
