@@ -155,7 +155,10 @@ MimeValue parse_mime_value(std::string_view value, bool want_subtype) {
     lex.skip_cfws();
     std::string name = to_lower(lex.read_run(";=(\""));
     lex.skip_cfws();
-    if (lex.peek() != '=') continue;  // attribute without value: dropped
+    // A parameter with no name or no '=' (";;", "; charset") is not RFC 2045 §5.1 syntax; the
+    // RFC does not say how to read on, and the parameters end there, as in Dovecot (for
+    // "multipart/mixed;; boundary=..." neither server sees the boundary).
+    if (name.empty() || lex.peek() != '=') break;
     lex.advance();
     lex.skip_cfws();
     std::string val;
