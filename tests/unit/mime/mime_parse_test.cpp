@@ -571,6 +571,17 @@ TEST(MimeParse, BrokenAddressListsReadAsDovecotReadsThem) {
   EXPECT_EQ(show("team: a@b.example"), (V{"-|-|team|-", "-|-|a|b.example", "-|-|-|-"}));
 }
 
+TEST(MimeParse, ParametersEndAtOneWithoutNameOrValue) {
+  // "multipart/mixed;; boundary=..." is not RFC 2045 §5.1 syntax: the parameters end at ";;",
+  // so there is no boundary (Dovecot reads it so too).
+  MessageStructure s = parse(to_crlf("Content-Type: multipart/mixed;; boundary=b\n\n--b\n\nx\n--b--\n"));
+  EXPECT_TRUE(s.root.params.empty());
+  ASSERT_EQ(s.root.children.size(), 1u);  // a multipart with no boundary: one empty part
+  EXPECT_EQ(s.root.children[0].body_size, 0u);
+  s = parse(to_crlf("Content-Type: text/plain; charset=utf-8; format; delsp=yes\n\nx\n"));
+  EXPECT_EQ(s.root.params, (Params{{"charset", "utf-8"}}));
+}
+
 TEST(MimeParse, AddressSearchTextIsTheAddressForm) {
   EXPECT_EQ(address_search_text("<Undisclosed Recipients@example.com>"),
             "<Undisclosed@SYNTAX_ERROR>");

@@ -180,6 +180,15 @@ TEST(SearchAddresses, FromAndToMatchTheEnvelopeAddresses) {
   EXPECT_TRUE(matches(broken, "FROM", "ann <ann@example.org>"));
 }
 
+TEST(SearchBody, AnAttachedMessagesHeaderIsTextNotBody) {
+  const std::string msg =
+      "Subject: outer\r\nContent-Type: message/rfc822\r\n\r\n"
+      "Subject: zebra crossing\r\n\r\ninner body\r\n";
+  EXPECT_FALSE(matches(msg, "BODY", "zebra"));
+  EXPECT_TRUE(matches(msg, "TEXT", "zebra"));
+  EXPECT_TRUE(matches(msg, "BODY", "inner body"));
+}
+
 TEST(SearchDates, SentUsesTheFirstDateField) {
   const std::string two =
       "Date: Tue, 7 Apr 2026 10:00:t <x@example.org>\r\n"
