@@ -199,6 +199,22 @@ TEST_F(ConfigTest, KeyThatIsNotABareKeyIsRefused) {
   EXPECT_FALSE(load_text("[listeners.\"imap 2\"]\nprotocol = \"imap\"\nport = 1\n"));
 }
 
+// Found by tests/fuzz (config): toml++ 3.3.0 prints an inf or nan float through log10(), which
+// is undefined for it, so `config show` of such a value was undefined behaviour. No setting
+// takes one: they are refused with their place.
+TEST_F(ConfigTest, InfAndNanAreRefused) {
+  auto c = load_text("[imap]\nratio = [1.0, inf]\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ErrorCode::Params);
+  EXPECT_EQ(c.error().message,
+            dir_ + "/config.toml:2: 'imap.ratio' is inf or nan, which no setting takes");
+  c = load_text("", {"a.c=[inf]"});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, "--set a.c: 'a.c' is inf or nan, which no setting takes");
+  EXPECT_FALSE(load_text("[imap]\nx = -nan\n"));
+  EXPECT_TRUE(load_text("[imap]\nx = 1.5\n")) << "finite floats are still read";
+}
+
 // Found by tests/fuzz (config): a value holding ''' and a newline was printed as a multi-line
 // literal string, which ended early, so `config show` gave a file that does not load.
 TEST_F(ConfigTest, ShownConfigLoadsBackWhateverItsStringsHold) {
