@@ -138,13 +138,11 @@ TEST_F(SearchTest, Dates) {
   EXPECT_FALSE(match(args({"SENTSINCE", "3-Mar-2022"})));
 }
 
-// A one-off message matched against one key with one string argument.
-bool matches(const std::string& raw, const char* key, const char* value) {
+// A one-off message matched against search keys.
+bool matches(const std::string& raw, std::vector<Arg> a) {
   spi::MessageInfo i;
   i.uid = 1;
   MemSubject m(raw, 1, i);
-  std::vector<Arg> a = args({key});
-  a.push_back(str(value));
   std::string error;
   bool modseq = false;
   auto k = parse_search(a, 0, error, modseq);
@@ -153,6 +151,13 @@ bool matches(const std::string& raw, const char* key, const char* value) {
   env.count = 1;
   env.max_uid = 1;
   return k && search_match(*k, m, env);
+}
+
+// ... against one key with one string argument.
+bool matches(const std::string& raw, const char* key, const char* value) {
+  std::vector<Arg> a = args({key});
+  a.push_back(str(value));
+  return matches(raw, std::move(a));
 }
 
 TEST(SearchAddresses, FromAndToMatchTheEnvelopeAddresses) {
@@ -165,16 +170,7 @@ TEST(SearchAddresses, FromAndToMatchTheEnvelopeAddresses) {
   EXPECT_TRUE(matches(broken, "TO", "undisclosed"));
   std::vector<Arg> a = args({"HEADER", "To"});
   a.push_back(str("example.com"));  // HEADER TO reads the header text
-  std::string error;
-  bool modseq = false;
-  auto k = parse_search(a, 0, error, modseq);
-  ASSERT_TRUE(k) << error;
-  spi::MessageInfo i;
-  MemSubject m(broken, 1, i);
-  SearchEnv env;
-  env.count = 1;
-  env.max_uid = 1;
-  EXPECT_TRUE(search_match(*k, m, env));
+  EXPECT_TRUE(matches(broken, std::move(a)));
   // A comment after a name-addr is not part of the address; the display name is.
   EXPECT_FALSE(matches(broken, "FROM", "boss"));
   EXPECT_TRUE(matches(broken, "FROM", "ann <ann@example.org>"));
@@ -194,16 +190,7 @@ TEST(SearchDates, SentUsesTheFirstDateField) {
       "Date: Tue, 7 Apr 2026 10:00:t <x@example.org>\r\n"
       "Date: Tue, 7 Apr 2026 10:00:01 +0000\r\n\r\nbody\r\n";
   // The first Date has no valid time: the message counts as sent at the epoch.
-  spi::MessageInfo i;
-  MemSubject m(two, 1, i);
-  std::string error;
-  bool modseq = false;
-  auto k = parse_search(args({"SENTBEFORE", "1-Jan-2003"}), 0, error, modseq);
-  ASSERT_TRUE(k) << error;
-  SearchEnv env;
-  env.count = 1;
-  env.max_uid = 1;
-  EXPECT_TRUE(search_match(*k, m, env));
+  EXPECT_TRUE(matches(two, args({"SENTBEFORE", "1-Jan-2003"})));
 }
 
 TEST_F(SearchTest, LogicAndSize) {
