@@ -16,6 +16,11 @@ namespace mailaccess {
 /// object is thread-safe; verify() answers on ctx.loop (see spi::Auth).
 std::unique_ptr<spi::Auth> make_auth(std::shared_ptr<const Config> config);
 
+/// Applies a reloaded config (SIGHUP) to an Auth from make_auth: the passwd file, the
+/// mechanisms and the failure delays and limits take effect for the next login; failures
+/// counted so far are kept. Any other Auth is left as it is.
+void reconfigure_auth(spi::Auth& auth, const Config& config) noexcept;
+
 /// A SASL exchange for "PLAIN" (RFC 4616) or "LOGIN" (draft-murchison-sasl-login),
 /// case-insensitive; nullptr for any other mechanism. The exchange only decodes credentials:
 /// PLAIN fails when an authzid is given that differs from the user (no proxy logins).

@@ -38,8 +38,8 @@ class CoreHost final : public spi::Host {
   /// The typed config (same snapshot as config()).
   std::shared_ptr<const Config> core_config() const noexcept;
   /// Replaces the config snapshot (SIGHUP). Sessions keep the snapshot they started with.
-  /// The user database keeps the auth.* settings it was made with (passwd file changes are
-  /// picked up anyway, by mtime); the storage settings apply to stores opened afterwards.
+  /// The auth.* settings apply to the next login (reconfigure_auth; failure counts stay);
+  /// the storage settings apply to stores opened afterwards.
   void set_config(std::shared_ptr<const Config> config) noexcept;
   /// Keys declared by plugins so far (for Config::validate_plugins).
   const std::vector<spi::ConfigKey>& declared_config() const noexcept;

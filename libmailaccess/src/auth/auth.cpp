@@ -44,14 +44,22 @@ class UserDb {
  public:
   explicit UserDb(std::string path) : path_(std::move(path)) {}
 
+  // A reload named another file: it is read on the next lookup.
+  void set_path(std::string path) {
+    std::lock_guard lock(mutex_);
+    if (path == path_) return;
+    path_ = std::move(path);
+    users_.reset();
+  }
+
   Result<std::shared_ptr<const UserMap>> current() {
+    std::lock_guard lock(mutex_);
     struct stat st {};
     if (::stat(path_.c_str(), &st) != 0) {
       int err = errno;
       return fail(ErrorCode::Temp, "the user database is not available",
                   fmt::format("{}: {}", path_, std::strerror(err)));
     }
-    std::lock_guard lock(mutex_);
     if (users_ && st.st_ino == ino_ && st.st_dev == dev_ && st.st_size == size_ &&
         st.st_mtim.tv_sec == mtime_.tv_sec && st.st_mtim.tv_nsec == mtime_.tv_nsec) {
       return users_;
@@ -117,6 +125,18 @@ class FailureTracker {
  public:
   explicit FailureTracker(FailurePolicy policy) : policy_(policy) {}
 
+  // A reload's delays and limits apply from the next login; the failures counted so far stay.
+  void set_policy(FailurePolicy policy) {
+    std::lock_guard lock(mutex_);
+    policy_ = policy;
+  }
+
+  // How long a refused login waits for its answer: the longest delay.
+  std::chrono::milliseconds refusal_delay() {
+    std::lock_guard lock(mutex_);
+    return delay_for(~0u);
+  }
+
   // Why logins from `peer` or as `user` are refused now, or empty.
   std::string refusal(const std::string& peer, const std::string& user) {
     std::lock_guard lock(mutex_);
@@ -157,6 +177,7 @@ class FailureTracker {
     return out;
   }
 
+  // Under mutex_.
   std::chrono::milliseconds delay_for(unsigned n) const {
     if (policy_.base.count() == 0 || n == 0) return std::chrono::milliseconds(0);
     auto delay = policy_.base;
@@ -297,9 +318,15 @@ void answer_after(spi::EventLoop* loop, std::chrono::milliseconds delay,
 class PasswdFileAuth final : public spi::Auth {
  public:
   explicit PasswdFileAuth(std::shared_ptr<const Config> config)
-      : config_(std::move(config)),
-        shared_(std::make_shared<Shared>(config_->passwd_file(), policy_of(*config_))),
-        mechanisms_(config_->auth_mechanisms()) {}
+      : shared_(std::make_shared<Shared>(config->passwd_file(), policy_of(*config))),
+        mechanisms_(config->auth_mechanisms()) {}
+
+  void reconfigure(const Config& config) {
+    shared_->db.set_path(config.passwd_file());
+    shared_->failures.set_policy(policy_of(config));
+    std::lock_guard lock(mutex_);
+    mechanisms_ = config.auth_mechanisms();
+  }
 
   void verify(std::string_view user, std::string_view password, const spi::AuthContext& ctx,
               Done done) noexcept override {
@@ -315,7 +342,7 @@ class PasswdFileAuth final : public spi::Auth {
       // Refused before the password is looked at, so a guess that happens to be right is
       // refused too; answered after the longest delay so refusals cannot be hammered.
       if (!shared_->failures.refusal(peer, key).empty()) {
-        answer_after(ctx.loop, shared_->failures.delay_for(~0u),
+        answer_after(ctx.loop, shared_->failures.refusal_delay(),
                      fail(ErrorCode::Temp, kTooManyFailures, "too many failed logins"),
                      std::move(done));
         return;
@@ -371,6 +398,7 @@ class PasswdFileAuth final : public spi::Auth {
 
   std::vector<std::string> mechanisms() const noexcept override {
     try {
+      std::lock_guard lock(mutex_);
       return mechanisms_;
     } catch (...) {
       return {};
@@ -379,15 +407,16 @@ class PasswdFileAuth final : public spi::Auth {
 
   std::unique_ptr<spi::SaslServer> sasl(std::string_view mechanism) noexcept override {
     std::string m = fold(mechanism);
-    bool offered = std::any_of(mechanisms_.begin(), mechanisms_.end(),
+    std::vector<std::string> offered_now = mechanisms();
+    bool offered = std::any_of(offered_now.begin(), offered_now.end(),
                                [&](const std::string& o) { return fold(o) == m; });
     if (!offered) return nullptr;
     return make_sasl_server(mechanism);
   }
 
  private:
-  std::shared_ptr<const Config> config_;
   std::shared_ptr<Shared> shared_;
+  mutable std::mutex mutex_;  // guards mechanisms_
   std::vector<std::string> mechanisms_;
 };
 
@@ -395,6 +424,14 @@ class PasswdFileAuth final : public spi::Auth {
 
 std::unique_ptr<spi::Auth> make_auth(std::shared_ptr<const Config> config) {
   return std::make_unique<PasswdFileAuth>(std::move(config));
+}
+
+void reconfigure_auth(spi::Auth& auth, const Config& config) noexcept {
+  try {
+    if (auto* ours = dynamic_cast<PasswdFileAuth*>(&auth)) ours->reconfigure(config);
+  } catch (const std::exception& e) {
+    auth_log(fmt::format("the reloaded auth settings were not applied: {}", e.what()));
+  }
 }
 
 }  // namespace mailaccess

@@ -61,6 +61,7 @@ std::shared_ptr<const Config> CoreHost::core_config() const noexcept {
 }
 
 void CoreHost::set_config(std::shared_ptr<const Config> config) noexcept {
+  if (config) reconfigure_auth(*impl_->auth, *config);
   std::unique_lock lock(impl_->mutex);
   impl_->config = std::move(config);
 }

@@ -9,6 +9,7 @@ usage: limits_test.py MAILACCESS_EXE PLUGIN_DIR
 """
 
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -196,6 +197,27 @@ class AuthFailures(unittest.TestCase):
             self.assertTrue(r.startswith(b"h OK"), r)
             c.close()
             self.assertIn("too many failed logins: user 'demo'", s.log())
+
+    def test_reloaded_limits_apply_and_counts_stay(self):
+        with server(auth__max_failures_per_ip=0, auth__max_failures_per_user=0) as s:
+            c = admitted(s.port["imap"], b"* OK")
+            for i in range(2):
+                self.assertTrue(c.cmd(f"f{i}", "LOGIN demo wrong")[-1].startswith(
+                    f"f{i} NO [AUTHENTICATIONFAILED]".encode()))
+            # An operator under attack lowers the cap and sends SIGHUP: the failures already
+            # counted reach the new cap, so the next login from the address is refused.
+            with open(s.config_path) as f:
+                text = f.read()
+            with open(s.config_path, "w") as f:
+                f.write(text.replace("max_failures_per_ip = 0", "max_failures_per_ip = 2", 1))
+            s.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + WAIT
+            while "configuration reloaded" not in s.log():
+                self.assertLess(time.monotonic(), deadline, "no reload in the log")
+                time.sleep(0.05)
+            r = c.cmd("g", f"LOGIN other {mailserver.Server.password('other')}")[-1]
+            self.assertTrue(r.startswith(b"g NO [UNAVAILABLE]"), r)
+            c.close()
 
     def test_delay_grows(self):
         with server(auth__failure_delay_ms=300, auth__max_failure_delay_ms=1200,

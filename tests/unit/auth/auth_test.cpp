@@ -428,6 +428,37 @@ TEST_F(AuthTest, TooManyFailuresRefuseTheAddressThenTheUser) {
   EXPECT_EQ(user_refused.error().code, ErrorCode::Temp) << "ann is refused from any address";
 }
 
+TEST_F(AuthTest, ReloadedSettingsApplyToTheNextLoginAndCountsStay) {
+  write_passwd("ann:{PLAIN}a\n");
+  auto auth = make_auth(config({"auth.max_failures_per_ip=10", "auth.max_failures_per_user=0"}));
+  ManualLoop loop;
+  using ms = std::chrono::milliseconds;
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(verify(*auth, &loop, "ann", "x", "192.0.2.9"));
+  // Three failures so far; a reload lowers the limit to three and changes the delays.
+  reconfigure_auth(*auth, *config({"auth.max_failures_per_ip=3", "auth.max_failures_per_user=0",
+                                   "auth.failure_delay_ms=50", "auth.max_failure_delay_ms=400",
+                                   "auth.mechanisms=[\"PLAIN\"]"}));
+  loop.armed_for_.clear();
+  auto refused = verify(*auth, &loop, "ann", "a", "192.0.2.9");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::Temp) << "the counted failures reach the new limit";
+  EXPECT_EQ(loop.armed_for_, (std::vector<ms>{ms(400)})) << "refused after the new longest delay";
+  loop.armed_for_.clear();
+  EXPECT_FALSE(verify(*auth, &loop, "bob", "x", "192.0.2.10"));
+  EXPECT_EQ(loop.armed_for_, (std::vector<ms>{ms(50)})) << "a first failure waits the new delay";
+  loop.armed_for_.clear();
+  EXPECT_FALSE(verify(*auth, &loop, "ann", "x", "192.0.2.11"));
+  EXPECT_EQ(loop.armed_for_, (std::vector<ms>{ms(400)})) << "ann's fourth failure, doubled";
+  EXPECT_EQ(auth->mechanisms(), (std::vector<std::string>{"PLAIN"}));
+  EXPECT_EQ(auth->sasl("LOGIN"), nullptr);
+  EXPECT_NE(auth->sasl("plain"), nullptr);
+  // Another passwd file: read from the next lookup on.
+  std::ofstream(dir_ + "/other") << "zoe:{PLAIN}z\n";
+  reconfigure_auth(*auth, *config({"auth.passwd_file=\"other\""}));
+  EXPECT_TRUE(auth->lookup("zoe"));
+  EXPECT_EQ(auth->lookup("ann").error().code, ErrorCode::NotFound);
+}
+
 TEST_F(AuthTest, ZeroMaxFailuresNeverRefuses) {
   write_passwd("ann:{PLAIN}a\n");
   auto auth = make_auth(config({"auth.max_failures_per_ip=0", "auth.max_failures_per_user=0",
