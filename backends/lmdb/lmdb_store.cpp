@@ -460,21 +460,103 @@ class LmdbMessageReader final : public spi::MessageReader {
 
 // ---- AppendStream -------------------------------------------------------------------------------
 
+// A message on its way into the store: its bytes (in memory, or spilled to an unlinked file
+// above kSpillBytes) and what the write transaction needs, computed before it so that the
+// transaction holds the writer lock only for copying bytes.
+struct PreparedAppend {
+  spi::AppendOptions options;
+  std::string memory;
+  int spill_fd = -1;
+  std::size_t spilled = 0;
+  void* map = nullptr;
+  std::size_t map_size = 0;
+  std::string_view data;  // set by prepare()
+  std::string digest;
+  std::string structure;
+  std::string guid;
+  int64_t date = 0;
+
+  PreparedAppend() = default;
+  PreparedAppend(const PreparedAppend&) = delete;
+  PreparedAppend& operator=(const PreparedAppend&) = delete;
+  ~PreparedAppend() {
+    if (map != nullptr) ::munmap(map, map_size);
+    if (spill_fd >= 0) ::close(spill_fd);
+  }
+
+  Result<void> prepare() {
+    if (spill_fd >= 0) {
+      map_size = spilled;
+      if (map_size > 0) {
+        map = ::mmap(nullptr, map_size, PROT_READ, MAP_PRIVATE, spill_fd, 0);
+        if (map == MAP_FAILED) {
+          map = nullptr;
+          return fail(ErrorCode::Temp, "Cannot store the message, try again",
+                      std::string("mmap: ") + std::strerror(errno));
+        }
+      }
+      data = std::string_view(static_cast<const char*>(map), map_size);
+    } else {
+      data = memory;
+    }
+    digest = sha256(data);
+    structure = mime::serialize(mime::parse(data));
+    date = options.internal_date.value_or(static_cast<int64_t>(std::time(nullptr)));
+    guid = new_guid();
+    return {};
+  }
+};
+
+// Writes a prepared message into `box` (the caller saves the mailbox record and notes the
+// change once per transaction).
+Result<uint32_t> put_prepared(Txn& txn, MailboxRecord& box, const PreparedAppend& m) {
+  if (box.no_select) return fail(ErrorCode::NotPossible, "Mailbox can't hold messages");
+  auto content_id = next_counter(txn, kMetaNextContentId, 1);
+  if (!content_id) return tl::unexpected(content_id.error());
+  for (std::size_t at = 0, i = 0; at < m.data.size(); at += kChunkBytes, ++i) {
+    auto p = txn.put(txn.db().chunks, chunk_key(*content_id, static_cast<uint32_t>(i)),
+                     m.data.substr(at, kChunkBytes));
+    if (!p) return tl::unexpected(p.error());
+  }
+  ContentRecord content;
+  content.refcount = 1;
+  content.size = m.data.size();
+  content.sha256 = m.digest;
+  content.structure = m.structure;
+  if (auto p = txn.put(txn.db().contents, content_key(*content_id), encode(content)); !p) {
+    return tl::unexpected(p.error());
+  }
+  MessageRecord rec;
+  rec.flags = m.options.flags;
+  rec.internal_date = m.date;
+  rec.internal_tz = m.options.internal_tz;
+  rec.size = m.data.size();
+  rec.guid = m.guid;
+  rec.content_id = *content_id;
+  return add_message(txn, box, std::move(rec));
+}
+
+// Messages of a batch, prepared and waiting for the batch's one write transaction.
+struct LmdbBatchState {
+  std::vector<std::unique_ptr<PreparedAppend>> staged;
+};
+
 class LmdbAppendStream final : public spi::AppendStream {
  public:
-  LmdbAppendStream(std::shared_ptr<Context> ctx, std::string mailbox, spi::AppendOptions options)
-      : ctx_(std::move(ctx)), mailbox_(std::move(mailbox)), options_(std::move(options)) {
-    if (options_.expected_size && *options_.expected_size < kSpillBytes) {
-      memory_.reserve(static_cast<std::size_t>(*options_.expected_size) + 64);
+  LmdbAppendStream(std::shared_ptr<Context> ctx, std::string mailbox, spi::AppendOptions options,
+                   std::shared_ptr<LmdbBatchState> batch = nullptr)
+      : ctx_(std::move(ctx)),
+        mailbox_(std::move(mailbox)),
+        m_(std::make_unique<PreparedAppend>()),
+        batch_(std::move(batch)) {
+    m_->options = std::move(options);
+    if (m_->options.expected_size && *m_->options.expected_size < kSpillBytes) {
+      m_->memory.reserve(static_cast<std::size_t>(*m_->options.expected_size) + 64);
     }
-  }
-  ~LmdbAppendStream() override {
-    if (map_ != nullptr) ::munmap(map_, map_size_);
-    if (spill_fd_ >= 0) ::close(spill_fd_);
   }
 
   Result<void> write(std::string_view bytes) noexcept override {
-    if (done_) return fail(ErrorCode::NotPossible, "Message already committed");
+    if (!m_) return fail(ErrorCode::NotPossible, "Message already committed");
     // Bare LF becomes CRLF, also when the CR and LF arrive in different writes.
     std::string converted;
     converted.reserve(bytes.size() + bytes.size() / 32);
@@ -487,93 +569,60 @@ class LmdbAppendStream final : public spi::AppendStream {
   }
 
   Result<uint32_t> commit() noexcept override {
-    if (done_) return fail(ErrorCode::NotPossible, "Message already committed");
-    std::string_view data;
-    if (spill_fd_ >= 0) {
-      map_size_ = spilled_;
-      if (map_size_ > 0) {
-        map_ = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, spill_fd_, 0);
-        if (map_ == MAP_FAILED) {
-          map_ = nullptr;
-          return fail(ErrorCode::Temp, "Cannot store the message, try again",
-                      std::string("mmap: ") + std::strerror(errno));
-        }
+    if (!m_) return fail(ErrorCode::NotPossible, "Message already committed");
+    if (auto p = m_->prepare(); !p) return tl::unexpected(p.error());
+    if (batch_) {
+      // Held by the batch until its commit (memory or a spill file, bounded by the caller).
+      try {
+        batch_->staged.push_back(std::move(m_));
+      } catch (...) {
+        return fail(ErrorCode::Internal, "Out of memory");
       }
-      data = std::string_view(static_cast<const char*>(map_), map_size_);
-    } else {
-      data = memory_;
+      return 0u;
     }
-    // Parse and hash before the write transaction, which then holds the writer lock only
-    // for copying bytes.
-    std::string digest = sha256(data);
-    std::string structure = mime::serialize(mime::parse(data));
-    int64_t date = options_.internal_date.value_or(static_cast<int64_t>(std::time(nullptr)));
-    std::string guid = new_guid();
     auto uid = ctx_->env->write([&](Txn& txn) -> Result<uint32_t> {
       auto box = load_by_name(txn, mailbox_);
       if (!box) return tl::unexpected(box.error());
       if (!*box) return no_mailbox();
-      if ((*box)->no_select) return fail(ErrorCode::NotPossible, "Mailbox can't hold messages");
-      auto content_id = next_counter(txn, kMetaNextContentId, 1);
-      if (!content_id) return tl::unexpected(content_id.error());
-      for (std::size_t at = 0, i = 0; at < data.size(); at += kChunkBytes, ++i) {
-        auto p = txn.put(txn.db().chunks, chunk_key(*content_id, static_cast<uint32_t>(i)),
-                         data.substr(at, kChunkBytes));
-        if (!p) return tl::unexpected(p.error());
-      }
-      ContentRecord content;
-      content.refcount = 1;
-      content.size = data.size();
-      content.sha256 = digest;
-      content.structure = structure;
-      if (auto p = txn.put(txn.db().contents, content_key(*content_id), encode(content)); !p) {
-        return tl::unexpected(p.error());
-      }
-      MessageRecord rec;
-      rec.flags = options_.flags;
-      rec.internal_date = date;
-      rec.internal_tz = options_.internal_tz;
-      rec.size = data.size();
-      rec.guid = guid;
-      rec.content_id = *content_id;
-      auto uid = add_message(txn, **box, std::move(rec));
+      auto uid = put_prepared(txn, **box, *m_);
       if (!uid) return uid;
       if (auto s = save_mailbox(txn, **box); !s) return tl::unexpected(s.error());
       if (auto c = note_change(txn, mailbox_); !c) return tl::unexpected(c.error());
       return uid;
     });
-    if (uid) done_ = true;
+    if (uid) m_.reset();
     return uid;
   }
 
  private:
   Result<void> store(std::string_view bytes) {
-    if (spill_fd_ < 0 && memory_.size() + bytes.size() <= kSpillBytes) {
-      memory_.append(bytes);
+    if (m_->spill_fd < 0 && m_->memory.size() + bytes.size() <= kSpillBytes) {
+      m_->memory.append(bytes);
       return {};
     }
-    if (spill_fd_ < 0) {
-      spill_fd_ = ::open(ctx_->env->dir().c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-      if (spill_fd_ < 0) {
+    if (m_->spill_fd < 0) {
+      m_->spill_fd = ::open(ctx_->env->dir().c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+      if (m_->spill_fd < 0) {
         return fail(ErrorCode::Temp, "Cannot store the message, try again",
                     std::string("O_TMPFILE: ") + std::strerror(errno));
       }
-      std::string pending = std::move(memory_);
-      memory_.clear();
+      std::string pending = std::move(m_->memory);
+      m_->memory.clear();
       if (auto r = spill(pending); !r) return r;
     }
     return spill(bytes);
   }
   Result<void> spill(std::string_view bytes) {
     while (!bytes.empty()) {
-      ssize_t n = ::pwrite(spill_fd_, bytes.data(), bytes.size(), static_cast<off_t>(spilled_));
+      ssize_t n = ::pwrite(m_->spill_fd, bytes.data(), bytes.size(),
+                           static_cast<off_t>(m_->spilled));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         int e = errno;
         return fail(e == ENOSPC || e == EDQUOT ? ErrorCode::NoQuota : ErrorCode::Temp,
                     "Cannot store the message", std::string("spill: ") + std::strerror(e));
       }
-      spilled_ += static_cast<std::size_t>(n);
+      m_->spilled += static_cast<std::size_t>(n);
       bytes.remove_prefix(static_cast<std::size_t>(n));
     }
     return {};
@@ -581,14 +630,57 @@ class LmdbAppendStream final : public spi::AppendStream {
 
   std::shared_ptr<Context> ctx_;
   std::string mailbox_;
-  spi::AppendOptions options_;
-  std::string memory_;
-  int spill_fd_ = -1;
-  std::size_t spilled_ = 0;
-  void* map_ = nullptr;
-  std::size_t map_size_ = 0;
+  std::unique_ptr<PreparedAppend> m_;  // null once committed
+  std::shared_ptr<LmdbBatchState> batch_;
   bool last_cr_ = false;
-  bool done_ = false;
+};
+
+// A batch is one write transaction (one sync) for all its messages, where single appends pay a
+// transaction each. LMDB commits are atomic: after a crash either all of a batch is there or
+// none of it.
+class LmdbAppendBatch final : public spi::AppendBatch {
+ public:
+  LmdbAppendBatch(std::shared_ptr<Context> ctx, std::string mailbox)
+      : ctx_(std::move(ctx)),
+        mailbox_(std::move(mailbox)),
+        state_(std::make_shared<LmdbBatchState>()) {}
+
+  Result<std::unique_ptr<spi::AppendStream>> add(
+      const spi::AppendOptions& options) noexcept override {
+    try {
+      if (auto k = check_keywords(options.flags); !k) return tl::unexpected(k.error());
+      return std::unique_ptr<spi::AppendStream>(
+          std::make_unique<LmdbAppendStream>(ctx_, mailbox_, options, state_));
+    } catch (const std::exception& e) {
+      return fail(ErrorCode::Internal, "Storage error", e.what());
+    }
+  }
+
+  Result<std::vector<uint32_t>> commit() noexcept override {
+    auto staged = std::move(state_->staged);
+    state_->staged.clear();
+    if (staged.empty()) return std::vector<uint32_t>{};
+    return ctx_->env->write([&](Txn& txn) -> Result<std::vector<uint32_t>> {
+      auto box = load_by_name(txn, mailbox_);
+      if (!box) return tl::unexpected(box.error());
+      if (!*box) return no_mailbox();
+      std::vector<uint32_t> uids;
+      uids.reserve(staged.size());
+      for (const auto& m : staged) {
+        auto uid = put_prepared(txn, **box, *m);
+        if (!uid) return tl::unexpected(uid.error());
+        uids.push_back(*uid);
+      }
+      if (auto s = save_mailbox(txn, **box); !s) return tl::unexpected(s.error());
+      if (auto c = note_change(txn, mailbox_); !c) return tl::unexpected(c.error());
+      return uids;
+    });
+  }
+
+ private:
+  std::shared_ptr<Context> ctx_;
+  std::string mailbox_;
+  std::shared_ptr<LmdbBatchState> state_;
 };
 
 // ---- Mailbox view -------------------------------------------------------------------------------
@@ -1186,6 +1278,18 @@ class LmdbStore final : public spi::Store {
     if (!st) return tl::unexpected(st.error());
     return std::unique_ptr<spi::AppendStream>(
         std::make_unique<LmdbAppendStream>(ctx_, *name, options));
+  }
+
+  Result<std::unique_ptr<spi::AppendBatch>> append_batch(std::string_view raw) noexcept override {
+    auto name = normalize(raw);
+    if (!name) return tl::unexpected(name.error());
+    auto st = status(*name);
+    if (!st) return tl::unexpected(st.error());
+    try {
+      return std::unique_ptr<spi::AppendBatch>(std::make_unique<LmdbAppendBatch>(ctx_, *name));
+    } catch (const std::exception& e) {
+      return fail(ErrorCode::Internal, "Storage error", e.what());
+    }
   }
 
   Result<void> ensure_inbox() {

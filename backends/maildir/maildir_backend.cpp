@@ -140,11 +140,32 @@ class FileReader final : public spi::MessageReader {
 
 // ---- AppendStream --------------------------------------------------------------------------
 
+// A message of a batch whose file is written, closed and waiting in tmp/ for the batch's commit.
+struct StagedAppend {
+  std::string tmp;
+  std::string base;
+  uint64_t size = 0;
+  int64_t internal_date = 0;
+  spi::AppendOptions options;
+};
+
+// What a batch and its streams share. Whoever lets go of it last removes the files of messages
+// that were never committed, so nothing of them stays behind or becomes visible.
+struct BatchState {
+  std::vector<StagedAppend> staged;
+  ~BatchState() {
+    for (const auto& s : staged) ::unlink(s.tmp.c_str());
+  }
+};
+
 class MaildirAppend final : public spi::AppendStream {
  public:
   MaildirAppend(std::shared_ptr<StoreState> st, std::shared_ptr<Folder> folder,
-                spi::AppendOptions options)
-      : st_(std::move(st)), folder_(std::move(folder)), options_(std::move(options)) {}
+                spi::AppendOptions options, std::shared_ptr<BatchState> batch = nullptr)
+      : st_(std::move(st)),
+        folder_(std::move(folder)),
+        options_(std::move(options)),
+        batch_(std::move(batch)) {}
 
   ~MaildirAppend() override {
     if (fd_ >= 0) ::close(fd_);
@@ -185,6 +206,7 @@ class MaildirAppend final : public spi::AppendStream {
     // The file's mtime carries the internal date, as Dovecot does: a rebuilt uidlist keeps it.
     struct timespec times[2] = {{0, UTIME_NOW}, {static_cast<time_t>(idate), 0}};
     if (::futimens(fd_, times) != 0) return tl::unexpected(sys_error("futimens", tmp_, errno));
+    if (batch_) return stage(idate);
     if (durable_fsync(fd_) != 0) return tl::unexpected(sys_error("fsync", tmp_, errno));
     ::close(fd_);
     fd_ = -1;
@@ -237,6 +259,22 @@ class MaildirAppend final : public spi::AppendStream {
   }
 
  private:
+  // In a batch: writeback starts now, so that the batch's fsync() calls find the data on its
+  // way and share journal commits; the file stays in tmp/ until the batch commits.
+  Result<uint32_t> stage(int64_t idate) {
+    if (fsync_enabled()) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+    StagedAppend staged{tmp_, base_, size_, idate, options_};
+    try {
+      batch_->staged.push_back(std::move(staged));
+    } catch (...) {
+      return fail(ErrorCode::Internal, "Out of memory");
+    }
+    ::close(fd_);
+    fd_ = -1;
+    committed_ = true;  // the batch owns the file now
+    return 0u;
+  }
+
   Result<void> flush() {
     auto w = write_all(fd_, buffer_, tmp_);
     if (!w) {
@@ -258,7 +296,125 @@ class MaildirAppend final : public spi::AppendStream {
   char prev_ = 0;
   uint64_t size_ = 0;
   bool committed_ = false;
+  std::shared_ptr<BatchState> batch_;
   std::optional<Error> error_;
+};
+
+// A batch makes its messages durable and visible with one pass of fsync() over their files
+// (writeback started as each was written, so they share journal commits), one rename each, one
+// fsync of cur/ and one uidlist append, where single appends pay the three syncs per message.
+// A crash before the uidlist append leaves files in cur/ without records: the next sync adopts
+// them (they were durable before the rename), so a message is lost or half-visible in no case.
+class MaildirBatch final : public spi::AppendBatch {
+ public:
+  MaildirBatch(std::shared_ptr<StoreState> st, std::shared_ptr<Folder> folder)
+      : st_(std::move(st)), folder_(std::move(folder)), state_(std::make_shared<BatchState>()) {}
+
+  Result<std::unique_ptr<spi::AppendStream>> add(
+      const spi::AppendOptions& options) noexcept override {
+    try {
+      if (auto c = check_keywords(options.flags.keywords); !c) return tl::unexpected(c.error());
+      auto stream = std::make_unique<MaildirAppend>(st_, folder_, options, state_);
+      if (auto s = stream->start(); !s) return tl::unexpected(s.error());
+      return std::unique_ptr<spi::AppendStream>(std::move(stream));
+    } catch (const std::exception& e) {
+      return fail(ErrorCode::Internal, "Storage error", e.what());
+    }
+  }
+
+  Result<std::vector<uint32_t>> commit() noexcept override {
+    Result<std::vector<uint32_t>> done;
+    try {
+      done = commit_staged();
+    } catch (const std::exception& e) {
+      done = fail(ErrorCode::Internal, "Storage error", e.what());
+    }
+    if (!done) {
+      // Discarded, so that the batch starts afresh.
+      for (const auto& s : state_->staged) ::unlink(s.tmp.c_str());
+      state_->staged.clear();
+    }
+    return done;
+  }
+
+ private:
+  Result<std::vector<uint32_t>> commit_staged() {
+    auto& staged = state_->staged;
+    std::vector<uint32_t> uids;
+    if (staged.empty()) return uids;
+    // 1. Every file durable before any becomes visible.
+    if (fsync_enabled()) {
+      for (const auto& s : staged) {
+        int fd = ::open(s.tmp.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        int err = fd < 0 ? errno : 0;
+        if (fd >= 0 && ::fsync(fd) != 0) err = errno;
+        if (fd >= 0) ::close(fd);
+        if (err != 0) return tl::unexpected(sys_error("fsync", s.tmp, err));
+      }
+    }
+    // 2. Into cur/ and into the uidlist under the folder lock, in the order added.
+    std::vector<std::string> created;
+    std::vector<std::pair<std::string, std::string>> parse;  // (guid, path)
+    {
+      auto lock = folder_->lock();
+      if (!lock) return tl::unexpected(lock.error());
+      std::vector<std::string> keywords;
+      for (const auto& s : staged) {
+        keywords.insert(keywords.end(), s.options.flags.keywords.begin(),
+                        s.options.flags.keywords.end());
+      }
+      std::sort(keywords.begin(), keywords.end());
+      keywords.erase(std::unique(keywords.begin(), keywords.end()), keywords.end());
+      if (auto k = folder_->add_keywords_locked(keywords); !k) return tl::unexpected(k.error());
+      auto& list = folder_->list();
+      uint32_t next_uid = list.uidnext();
+      uint64_t modseq = list.highest_modseq() + 1;
+      std::string records;
+      CurStamp cur_stamp(*folder_);
+      auto undo = [&](Error error) -> Result<std::vector<uint32_t>> {
+        for (const auto& path : created) ::unlink(path.c_str());
+        return tl::unexpected(std::move(error));
+      };
+      for (const auto& s : staged) {
+        std::string file =
+            make_file_name(s.base, s.size, info_from_flags(s.options.flags, "", folder_->keywords()));
+        std::string final_path = folder_->cur_path(file);
+        cur_stamp.before();
+        if (::rename(s.tmp.c_str(), final_path.c_str()) != 0) {
+          return undo(sys_error("rename", final_path, errno));
+        }
+        cur_stamp.after();
+        created.push_back(final_path);
+        Entry e;
+        e.uid = next_uid++;
+        e.modseq = modseq;
+        e.internal_date = s.internal_date;
+        e.tz = s.options.internal_tz;
+        e.file = file;
+        Uidlist::add_record(records, e);
+        uids.push_back(e.uid);
+        if (s.size <= kParseOnAppendMax) parse.emplace_back(s.base, final_path);
+      }
+      cur_stamp.record(records);
+      auto durable = fsync_dir(folder_->dir() + "/cur");
+      crash_point("batch-renamed");
+      if (durable) durable = list.append(records);
+      if (!durable) return undo(durable.error());
+    }
+    staged.clear();
+    for (const auto& [guid, path] : parse) {
+      if (auto fd = open_message_file(path)) {
+        if (auto data = read_whole(*fd, path)) parse_and_cache(*st_->cache, guid, *data);
+        ::close(*fd);
+      }
+    }
+    st_->publish(folder_->name());
+    return uids;
+  }
+
+  std::shared_ptr<StoreState> st_;
+  std::shared_ptr<Folder> folder_;
+  std::shared_ptr<BatchState> state_;
 };
 
 // ---- Mailbox view --------------------------------------------------------------------------
@@ -1062,6 +1218,16 @@ class MaildirStore final : public spi::Store {
     auto stream = std::make_unique<MaildirAppend>(st_, *folder, options);
     if (auto s = stream->start(); !s) return tl::unexpected(s.error());
     return stream;
+  }
+
+  Result<std::unique_ptr<spi::AppendBatch>> append_batch(std::string_view name) noexcept override {
+    try {
+      auto folder = existing_folder(name);
+      if (!folder) return tl::unexpected(folder.error());
+      return std::unique_ptr<spi::AppendBatch>(new MaildirBatch(st_, *folder));
+    } catch (const std::exception& e) {
+      return fail(ErrorCode::Internal, "Storage error", e.what());
+    }
   }
 
  private:

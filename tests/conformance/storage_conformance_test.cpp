@@ -98,6 +98,24 @@ Result<uint32_t> append(spi::Store& store, std::string_view mailbox, std::string
   return (*stream)->commit();
 }
 
+// Adds a message to a batch; its stream's commit() only stages it.
+Result<void> add(spi::AppendBatch& batch, std::string_view data, spi::Flags flags = {},
+                 std::optional<int64_t> date = std::nullopt, std::size_t chunk = 4096) {
+  spi::AppendOptions options;
+  options.flags = std::move(flags);
+  options.internal_date = date;
+  options.expected_size = data.size();
+  auto stream = batch.add(options);
+  if (!stream) return tl::unexpected(stream.error());
+  for (std::size_t off = 0; off < data.size(); off += chunk) {
+    if (auto w = (*stream)->write(data.substr(off, chunk)); !w) return tl::unexpected(w.error());
+  }
+  auto staged = (*stream)->commit();
+  if (!staged) return tl::unexpected(staged.error());
+  if (*staged != 0) return fail(ErrorCode::Internal, "a staged message got a UID");
+  return {};
+}
+
 std::string read_range(spi::Mailbox& box, uint32_t uid, uint64_t offset, std::size_t len) {
   auto reader = box.open_message(uid);
   if (!reader) return "<error: " + reader.error().message + ">";
@@ -195,6 +213,8 @@ int wait_child(pid_t pid) {
 // to INBOX and prints "uid <n> <tag>-<i>" for each.
 // `--child append-hang PLUGIN ROOT`: starts a large append, writes part of it, prints "partial"
 // and waits on stdin forever (the parent kills it).
+// `--child batch-hang PLUGIN ROOT`: stages 20 messages in a batch (the last one large), prints
+// "staged" and waits on stdin forever without committing (the parent kills it).
 int child_main(int argc, char** argv) {
   std::string mode = argv[2];
   TempDir state;
@@ -234,6 +254,20 @@ int child_main(int argc, char** argv) {
       if (!(*stream)->write(chunk)) return 8;
     }
     std::string line = "partial\n";
+    if (::write(1, line.data(), line.size()) < 0) return 6;
+    char c;
+    while (::read(0, &c, 1) > 0) {
+    }
+    return 0;
+  }
+  if (mode == "batch-hang") {
+    auto batch = (*store)->append_batch("INBOX");
+    if (!batch) return 7;
+    for (int i = 0; i < 19; ++i) {
+      if (!add(**batch, simple_message("staged-" + std::to_string(i)))) return 8;
+    }
+    if (!add(**batch, "Subject: big\r\n\r\n" + std::string(6 << 20, 'y') + "\r\n")) return 8;
+    std::string line = "staged\n";
     if (::write(1, line.data(), line.size()) < 0) return 6;
     char c;
     while (::read(0, &c, 1) > 0) {
@@ -834,6 +868,114 @@ TEST_P(StorageConformance, KilledAppendLeavesNothingVisible) {
   ASSERT_TRUE(changes);
   EXPECT_EQ(changes->appended, 1u);
   EXPECT_EQ(read_all(**box, *after), simple_message("after"));
+}
+
+TEST_P(StorageConformance, BatchIsVisibleOnlyWhenCommittedAndInOrder) {
+  auto before = append(*store_, "INBOX", simple_message("before"));
+  ASSERT_TRUE(before);
+  auto box = must_open("INBOX");
+  auto batch = store_->append_batch("INBOX");
+  ASSERT_TRUE(batch) << batch.error().message;
+  auto messages = corpus_messages(5);
+  messages.push_back("Subject: lf\n\nbare lf\n");
+  std::string big = "Subject: big\r\n\r\n";
+  while (big.size() < (5u << 20)) big += "a line of a large message in a batch\r\n";
+  messages.push_back(big);
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    auto flags = i % 2 ? flags_of(spi::kFlagSeen, {"$Imported"}) : flags_of(spi::kFlagFlagged);
+    ASSERT_TRUE(add(**batch, messages[i], flags, 1000000 + static_cast<int64_t>(i), 1000 + i));
+  }
+  // Staged, not visible: not to a view, not to STATUS, not to another store.
+  auto changes = box->refresh();
+  ASSERT_TRUE(changes);
+  EXPECT_EQ(changes->appended, 0u);
+  EXPECT_EQ(store_->status("INBOX")->messages, 1u);
+  auto other = open();
+  ASSERT_TRUE(other);
+  EXPECT_EQ((*other)->status("INBOX")->messages, 1u);
+
+  auto uids = (*batch)->commit();
+  ASSERT_TRUE(uids) << uids.error().message << " " << uids.error().detail;
+  ASSERT_EQ(uids->size(), messages.size());
+  EXPECT_GT(uids->front(), *before);
+  EXPECT_TRUE(std::is_sorted(uids->begin(), uids->end()));
+  EXPECT_EQ(std::set<uint32_t>(uids->begin(), uids->end()).size(), uids->size());
+  changes = box->refresh();
+  ASSERT_TRUE(changes);
+  EXPECT_EQ(changes->appended, messages.size());
+  ASSERT_EQ(box->count(), messages.size() + 1);
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const auto& info = box->message(i + 1);
+    EXPECT_EQ(info.uid, (*uids)[i]);
+    EXPECT_EQ(read_all(*box, info.uid), crlf(messages[i])) << "message " << i;
+    EXPECT_EQ(info.internal_date, 1000000 + static_cast<int64_t>(i));
+    EXPECT_EQ(info.flags.system, i % 2 ? spi::kFlagSeen : spi::kFlagFlagged);
+    EXPECT_EQ(info.flags.keywords,
+              i % 2 ? std::vector<std::string>{"$Imported"} : std::vector<std::string>{});
+  }
+  // The batch goes on; an empty commit is no change.
+  auto empty = (*batch)->commit();
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+  ASSERT_TRUE(add(**batch, simple_message("second batch")));
+  auto second = (*batch)->commit();
+  ASSERT_TRUE(second);
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_GT(second->front(), uids->back());
+  // Other stores see all of it, UIDs and all, after reopening.
+  auto reopened = open();
+  ASSERT_TRUE(reopened);
+  auto again = (*reopened)->open("INBOX", true);
+  ASSERT_TRUE(again);
+  EXPECT_EQ((*again)->count(), messages.size() + 2);
+  EXPECT_EQ(read_all(**again, second->front()), simple_message("second batch"));
+}
+
+TEST_P(StorageConformance, DroppedBatchLeavesNothing) {
+  {
+    auto batch = store_->append_batch("INBOX");
+    ASSERT_TRUE(batch);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(add(**batch, simple_message("dropped")));
+    // A stream started and never finished, then the batch goes away before the stream does.
+    auto open_stream = (*batch)->add({});
+    ASSERT_TRUE(open_stream);
+    ASSERT_TRUE((*open_stream)->write("Subject: half\r\n"));
+    batch->reset();
+  }
+  EXPECT_EQ(store_->status("INBOX")->messages, 0u);
+  // Maildir: the staged files went with the batch.
+  if (std::filesystem::is_directory(root_ + "/tmp")) {
+    EXPECT_TRUE(std::filesystem::is_empty(root_ + "/tmp"));
+  }
+  auto after = append(*store_, "INBOX", simple_message("after"));
+  ASSERT_TRUE(after);
+  auto box = must_open("INBOX");
+  EXPECT_EQ(uids_of(*box), std::vector<uint32_t>{*after});
+  EXPECT_FALSE(store_->append_batch("Nowhere"));
+}
+
+TEST_P(StorageConformance, KilledBatchLeavesNothingVisible) {
+  auto before = append(*store_, "INBOX", simple_message("before"));
+  ASSERT_TRUE(before);
+  Child c = spawn_child({"--child", "batch-hang", GetParam(), root_});
+  ASSERT_GT(c.pid, 0);
+  std::vector<std::string> lines;
+  bool staged = read_lines_until(
+      c.out, lines, [](const auto& l) { return !l.empty() && l.back() == "staged"; }, 60s);
+  ::kill(c.pid, SIGKILL);
+  int status = wait_child(c.pid);
+  ::close(c.in);
+  ::close(c.out);
+  ASSERT_TRUE(staged) << "the child never staged its batch";
+  EXPECT_TRUE(WIFSIGNALED(status));
+  auto reopened = open();
+  ASSERT_TRUE(reopened);
+  auto box = (*reopened)->open("INBOX", false);
+  ASSERT_TRUE(box);
+  EXPECT_EQ(uids_of(**box), std::vector<uint32_t>{*before});
+  auto after = append(**reopened, "INBOX", simple_message("after"));
+  ASSERT_TRUE(after);
+  EXPECT_GT(*after, *before);
 }
 
 TEST_P(StorageConformance, BadNamesAreRefused) {

@@ -137,6 +137,22 @@ struct AppendOptions {
   std::optional<uint64_t> expected_size;  ///< a hint (literal size), may be absent
 };
 
+/// Appends to one mailbox that become durable and visible together: the bulk path for a writer
+/// that adds many messages at once (`mailaccess import`), where a sync per message would bound
+/// the rate. Messages keep the order they were added in. Destroying a batch discards every
+/// message added since its last commit(); nothing of them is ever visible.
+class AppendBatch {
+ public:
+  virtual ~AppendBatch() = default;
+  /// Streams the next message. The stream's commit() hands the message to the batch and
+  /// returns 0; the message is durable and visible only after the batch's commit().
+  virtual Result<std::unique_ptr<AppendStream>> add(const AppendOptions& options) noexcept = 0;
+  /// Makes every message added since the last commit() durable and visible, in order, and
+  /// returns their UIDs. On failure none of them is visible and all of them are discarded;
+  /// the batch can be used again.
+  virtual Result<std::vector<uint32_t>> commit() noexcept = 0;
+};
+
 /// An open view of one mailbox. The view is a snapshot: messages appear and disappear only in
 /// refresh() (and in the view's own expunge()), so sequence numbers stay stable between protocol
 /// command boundaries.
@@ -192,7 +208,66 @@ class Store {
   /// Starts a streamed append to a mailbox by name (no open view needed: LMTP, deliver, APPEND).
   virtual Result<std::unique_ptr<AppendStream>> append(std::string_view name,
                                                        const AppendOptions& options) noexcept = 0;
+  /// Starts a batch of appends to a mailbox by name (see AppendBatch). The default appends
+  /// each message on its own as its stream commits, so it is visible at once and stays so
+  /// whatever the batch does later; backends that can do better override it.
+  virtual Result<std::unique_ptr<AppendBatch>> append_batch(std::string_view name) noexcept;
 };
+
+namespace detail {
+
+/// Store::append_batch() for a backend without batching: each message is appended on its own.
+class OneByOneBatch final : public AppendBatch {
+ public:
+  OneByOneBatch(Store& store, std::string name)
+      : store_(store), name_(std::move(name)), uids_(std::make_shared<std::vector<uint32_t>>()) {}
+  Result<std::unique_ptr<AppendStream>> add(const AppendOptions& options) noexcept override {
+    auto inner = store_.append(name_, options);
+    if (!inner) return tl::unexpected(inner.error());
+    return std::unique_ptr<AppendStream>(new Stream(std::move(*inner), uids_));
+  }
+  Result<std::vector<uint32_t>> commit() noexcept override {
+    std::vector<uint32_t> done;
+    done.swap(*uids_);
+    return done;
+  }
+
+ private:
+  class Stream final : public AppendStream {
+   public:
+    Stream(std::unique_ptr<AppendStream> inner, std::shared_ptr<std::vector<uint32_t>> uids)
+        : inner_(std::move(inner)), uids_(std::move(uids)) {}
+    Result<void> write(std::string_view bytes) noexcept override { return inner_->write(bytes); }
+    Result<uint32_t> commit() noexcept override {
+      auto uid = inner_->commit();
+      if (!uid) return uid;
+      try {
+        uids_->push_back(*uid);
+      } catch (...) {
+        return tl::unexpected(Error{ErrorCode::Internal, "Out of memory", ""});
+      }
+      return 0u;
+    }
+
+   private:
+    std::unique_ptr<AppendStream> inner_;
+    std::shared_ptr<std::vector<uint32_t>> uids_;  // the batch's: a stream may outlive it
+  };
+
+  Store& store_;
+  std::string name_;
+  std::shared_ptr<std::vector<uint32_t>> uids_;
+};
+
+}  // namespace detail
+
+inline Result<std::unique_ptr<AppendBatch>> Store::append_batch(std::string_view name) noexcept {
+  try {
+    return std::unique_ptr<AppendBatch>(new detail::OneByOneBatch(*this, std::string(name)));
+  } catch (...) {
+    return tl::unexpected(Error{ErrorCode::Internal, "Out of memory", ""});
+  }
+}
 
 /// Where and whose: filled in by the core from config and the user database.
 struct StoreLocation {

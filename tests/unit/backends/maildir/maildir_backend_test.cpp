@@ -550,6 +550,55 @@ TEST_F(MaildirTest, MoveRenamesFilesAndSurvivesACrash) {
                                              "Subject: b\r\n\r\nbody b\r\n"}));
 }
 
+TEST_F(MaildirTest, BatchKilledBeforeItsUidlistRecordIsAdoptedWhole) {
+  auto store = open_store();
+  uint32_t before = append(*store, "INBOX", "Subject: before\r\n\r\nbody\r\n");
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::setenv("MAILACCESS_MAILDIR_CRASH_AT", "batch-renamed", 1);
+    MaildirBackend backend;
+    auto bus = make_change_bus();
+    auto child = backend.open_store(spi::StoreLocation{"alice", root_}, *bus);
+    if (child) {
+      auto batch = (*child)->append_batch("INBOX");
+      for (int i = 0; batch && i < 3; ++i) {
+        spi::AppendOptions options;
+        options.flags.system = spi::kFlagSeen;
+        options.internal_date = 1700000000 + i;
+        auto stream = (*batch)->add(options);
+        if (!stream) break;
+        (void)(*stream)->write("Subject: batch " + std::to_string(i) + "\n\nline\n");
+        (void)(*stream)->commit();
+      }
+      if (batch) (void)(*batch)->commit();
+    }
+    ::_exit(3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+  // The files reached cur/ (durable before they were renamed) but no uidlist record: the next
+  // scan adopts each of them once, whole, with its flags, after the message there before.
+  auto reopened = open_store();
+  auto box = reopened->open("INBOX", false);
+  ASSERT_TRUE(box);
+  ASSERT_EQ((*box)->count(), 4u);
+  EXPECT_EQ((*box)->message(0).uid, before);
+  std::multiset<std::string> got;
+  for (std::size_t i = 1; i < 4; ++i) {
+    const auto& m = (*box)->message(i);
+    EXPECT_GT(m.uid, before);
+    EXPECT_EQ(m.flags.system, spi::kFlagSeen);
+    got.insert(read_message(**box, m.uid));
+  }
+  EXPECT_EQ(got, (std::multiset<std::string>{"Subject: batch 0\r\n\r\nline\r\n",
+                                             "Subject: batch 1\r\n\r\nline\r\n",
+                                             "Subject: batch 2\r\n\r\nline\r\n"}));
+  // And the next append goes on above them.
+  EXPECT_GT(append(*reopened, "INBOX", "Subject: after\r\n\r\n"), (*box)->message(3).uid);
+}
+
 TEST_F(MaildirTest, UidlistCompactionKeepsState) {
   // 1200 changes: durability is not what this test is about.
   set_fsync_enabled(false);
