@@ -30,6 +30,11 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::size_t kCopyBytes = 64 * 1024;
+// Messages go to the store in batches (Store::append_batch): one sync per batch instead of
+// several per message. A batch ends after this many messages or bytes, which bounds what an
+// interrupted import has to redo and the memory a backend may hold for the batch.
+constexpr std::size_t kBatchMessages = 500;
+constexpr uint64_t kBatchBytes = 64 << 20;
 
 std::string join_mailbox(const std::string& prefix, const std::string& name) {
   if (prefix.empty()) return name;
@@ -53,6 +58,57 @@ void ensure_mailbox(spi::Store& store, const std::string& name) {
     fail_with(created.error(), fmt::format("creating mailbox '{}'", name));
   }
 }
+
+// Appends to one mailbox through an AppendBatch, committed when it is full and at the end.
+// Any failure exits the command; the messages of the batch under way are then discarded (the
+// batch removes them), those of earlier batches stay imported.
+class BatchWriter {
+ public:
+  BatchWriter(spi::Store& store, std::string mailbox, uint64_t& imported)
+      : mailbox_(std::move(mailbox)), imported_(imported) {
+    auto batch = store.append_batch(mailbox_);
+    if (!batch) fail_with(batch.error(), fmt::format("appending to '{}'", mailbox_));
+    batch_ = std::move(*batch);
+  }
+
+  std::unique_ptr<spi::AppendStream> start(const spi::AppendOptions& options) {
+    auto stream = batch_->add(options);
+    if (!stream) fail_with(stream.error(), fmt::format("appending to '{}'", mailbox_));
+    return std::move(*stream);
+  }
+
+  // Hands a fully written message to the batch; `what` names it in an error.
+  void done(spi::AppendStream& stream, uint64_t bytes, std::string_view what) {
+    if (auto staged = stream.commit(); !staged) fail_at(staged.error(), what);
+    ++pending_;
+    pending_bytes_ += bytes;
+    if (pending_ >= kBatchMessages || pending_bytes_ >= kBatchBytes) commit(what);
+  }
+
+  void finish(std::string_view what) { commit(what); }
+
+ private:
+  void commit(std::string_view what) {
+    if (pending_ == 0) return;
+    auto uids = batch_->commit();
+    if (!uids) fail_at(uids.error(), what);
+    imported_ += uids->size();
+    pending_ = 0;
+    pending_bytes_ = 0;
+  }
+
+  [[noreturn]] void fail_at(const Error& error, std::string_view what) {
+    fail_with(error, fmt::format("saving {} ({} messages were imported before; the {} after "
+                                 "them were not)",
+                                 what, imported_, pending_));
+  }
+
+  std::string mailbox_;
+  uint64_t& imported_;
+  std::unique_ptr<spi::AppendBatch> batch_;
+  std::size_t pending_ = 0;
+  uint64_t pending_bytes_ = 0;
+};
 
 // ---- Maildir ------------------------------------------------------------------------------------
 
@@ -158,42 +214,38 @@ void import_maildir(spi::Store& store, const fs::path& root, const std::string& 
   Progress progress(total);
   auto started = std::chrono::steady_clock::now();
   std::vector<char> buf(kCopyBytes);
+  uint64_t imported = 0;
   for (auto& [folder, messages] : plan) {
     std::string mailbox = join_mailbox(prefix, folder.mailbox);
     ensure_mailbox(store, mailbox);
     auto keywords = maildir_keywords(folder.dir);
+    BatchWriter writer(store, mailbox, imported);
     for (auto& m : messages) {
       spi::AppendOptions options;
       options.flags = maildir_flags(m.file.filename().string(), keywords);
       options.internal_date = m.mtime;
       options.expected_size = m.size;
-      std::FILE* in = std::fopen(m.file.c_str(), "rb");
-      if (in == nullptr) continue;  // delivered or moved meanwhile: Maildir allows that
-      auto stream = store.append(mailbox, options);
-      if (!stream) {
-        std::fclose(in);
-        fail_with(stream.error(), fmt::format("appending to '{}'", mailbox));
-      }
+      std::unique_ptr<std::FILE, int (*)(std::FILE*)> in(std::fopen(m.file.c_str(), "rb"),
+                                                         &std::fclose);
+      if (!in) continue;  // delivered or moved meanwhile: Maildir allows that
+      auto stream = writer.start(options);
       std::size_t n;
-      while ((n = std::fread(buf.data(), 1, buf.size(), in)) > 0) {
-        if (auto w = (*stream)->write(std::string_view(buf.data(), n)); !w) {
-          std::fclose(in);
+      while ((n = std::fread(buf.data(), 1, buf.size(), in.get())) > 0) {
+        if (auto w = stream->write(std::string_view(buf.data(), n)); !w) {
+          progress.clear();
           fail_with(w.error(), fmt::format("writing {}", m.file.string()));
         }
       }
-      std::fclose(in);
-      if (auto uid = (*stream)->commit(); !uid) {
-        progress.clear();
-        fail_with(uid.error(), fmt::format("saving {} (after {} messages)", m.file.string(),
-                                           progress.messages()));
-      }
+      writer.done(*stream, m.size, m.file.string());
       progress.advance(m.size);
     }
+    progress.clear();
+    writer.finish(fmt::format("the last messages of {}", folder.dir.string()));
   }
   progress.clear();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  fmt::print("imported {} messages ({} bytes) into {} mailboxes in {:.1f}s\n",
-             progress.messages(), progress.bytes(), plan.size(), secs);
+  fmt::print("imported {} messages ({} bytes) into {} mailboxes in {:.1f}s\n", imported,
+             progress.bytes(), plan.size(), secs);
 }
 
 // ---- mbox ---------------------------------------------------------------------------------------
@@ -291,6 +343,8 @@ void import_mbox(spi::Store& store, const fs::path& file, const std::string& mai
   while (have && !is_from_line(line)) have = next_line(line);  // junk before the first message
   if (!have) exit_command(EX_DATAERR, fmt::format("{}: no \"From \" line: not an mbox", file.string()));
   uint64_t mailbox_messages = 0;
+  uint64_t imported = 0;
+  BatchWriter writer(store, mailbox, imported);
   while (have) {
     // `line` is a separator.
     uint64_t message_bytes = line.size();
@@ -309,10 +363,9 @@ void import_mbox(spi::Store& store, const fs::path& file, const std::string& mai
       header.push_back(line);
     }
     std::sort(options.flags.keywords.begin(), options.flags.keywords.end());
-    auto stream = store.append(mailbox, options);
-    if (!stream) fail_with(stream.error(), fmt::format("appending to '{}'", mailbox));
+    auto stream = writer.start(options);
     for (auto& h : header) {
-      if (auto w = (*stream)->write(h); !w) fail_with(w.error(), "writing a message");
+      if (auto w = stream->write(h); !w) fail_with(w.error(), "writing a message");
     }
     // The body runs to the next "From " line after a blank line; that blank line belongs to
     // the mbox, not the message. mboxrd: ">From " lines lose one '>'.
@@ -325,7 +378,7 @@ void import_mbox(spi::Store& store, const fs::path& file, const std::string& mai
       bool blank = line == "\n" || line == "\r\n";
       if (held_blank && is_from_line(line)) break;
       if (held_blank) {
-        if (auto w = (*stream)->write("\n"); !w) fail_with(w.error(), "writing a message");
+        if (auto w = stream->write("\n"); !w) fail_with(w.error(), "writing a message");
         held_blank = false;
       }
       if (blank) {
@@ -336,20 +389,18 @@ void import_mbox(spi::Store& store, const fs::path& file, const std::string& mai
       if (quotes != std::string::npos && quotes > 0 && line.compare(quotes, 5, "From ") == 0) {
         line.erase(0, 1);
       }
-      if (auto w = (*stream)->write(line); !w) fail_with(w.error(), "writing a message");
+      if (auto w = stream->write(line); !w) fail_with(w.error(), "writing a message");
     }
     // A blank line still held at the end of the file is the mbox's separator too: dropped.
-    if (auto uid = (*stream)->commit(); !uid) {
-      progress.clear();
-      fail_with(uid.error(), fmt::format("saving message {} of {}", mailbox_messages + 1,
-                                         file.string()));
-    }
+    writer.done(*stream, message_bytes,
+                fmt::format("message {} of {}", mailbox_messages + 1, file.string()));
     ++mailbox_messages;
     progress.advance(message_bytes);
   }
   progress.clear();
+  writer.finish(fmt::format("the last messages of {}", file.string()));
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  fmt::print("imported {} messages ({} bytes) into {} in {:.1f}s\n", progress.messages(),
+  fmt::print("imported {} messages ({} bytes) into {} in {:.1f}s\n", imported,
              progress.bytes(), mailbox, secs);
 }
 

@@ -7,9 +7,11 @@ MAILACCESS_CRASH_SEED to replay one):
   lmtp     several LMTP clients deliver corpus messages; the server is killed.
   copymove one client UID COPYs, one UID MOVEs, message by message; the server is killed.
   deliver  several `mailaccess deliver` processes run at once; some are killed mid-delivery.
+  import   `mailaccess import` of a Maildir (several batches) is killed at a random moment.
 
 After every kill the server is restarted and each mailbox is read back whole. What must hold:
-  - every acknowledged message (tagged OK / LMTP 250 / deliver exit 0) is there exactly once,
+  - every acknowledged message (tagged OK / LMTP 250 / deliver or import exit 0) is there
+    exactly once,
     byte for byte, under the UID the acknowledgement named;
   - nothing is half-visible: every stored message is byte-identical to one that was sent, and an
     unacknowledged one appears at most once;
@@ -505,6 +507,71 @@ def scenario_deliver(server, rng, corpus, ledger, deadline):
     return problems
 
 
+def scenario_import(server, rng, corpus, ledger, deadline):
+    """`mailaccess import` killed while it writes batches (the server keeps running). An import
+    that exits 0 acknowledges all its messages; a killed one none, and whatever of it is stored
+    must be whole and there once (a batch is all or nothing on LMDB; on Maildir the files of a
+    batch cut short between its renames and its uidlist record are adopted, each complete)."""
+    user = "importer"
+    problems, all_ids = [], []
+    killed = finished = 0
+    per_round = 1200  # more than two of import's 500-message batches
+    for r in range(ROUNDS):
+        if time.monotonic() > deadline:
+            print(f"    import: time cap reached after {r} rounds")
+            break
+        src = os.path.join(server.state_dir, f"import-src-{r}")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(src, sub))
+        idents = []
+        for i in range(per_round):
+            ident = f"im-{r}-{i}"
+            data = iw.tag_message(ident, rng.choice(corpus))
+            ledger.sent[ident] = data
+            # Distinct mtimes keep the source order (import sorts by arrival).
+            path = os.path.join(src, "cur", f"{1700000000 + i}.M{i}P{r}.crash:2,S")
+            with open(path, "wb") as f:
+                f.write(data)
+            os.utime(path, (1700000000 + i, 1700000000 + i))
+            idents.append(ident)
+        p = subprocess.Popen(server.base_args() + ["import", "--user", user,
+                                                   "--from", "maildir:" + src],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        kill = rng.random() < 0.75
+        if kill:
+            # The random moment of the crash: an LMDB import of this size takes a fraction of
+            # a second, a Maildir one (a sync per file) a few seconds.
+            time.sleep(rng.uniform(0.02, 0.4 if server.backend == "lmdb" else 2.5))
+            p.send_signal(signal.SIGKILL)
+        try:
+            code = p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            problems.append(f"import round {r}: hung")
+            code = None
+        err = p.stderr.read()
+        p.stderr.close()
+        all_ids += idents
+        if code == 0:
+            finished += 1
+            for ident in idents:
+                ledger.acked[ident] = ("INBOX", None)
+        elif code == -signal.SIGKILL:
+            killed += 1
+        elif code is not None:
+            problems.append(f"import round {r}: exited {code}: "
+                            f"{err.decode(errors='replace')[-300:]}")
+        if r % 2 == 1:  # and the server, too, sometimes restarts in between
+            server.stop(signal.SIGKILL)
+            server.start()
+        by = read_mailbox(server, user, "INBOX", ledger, problems)
+        check_acked(ledger, user, "INBOX", all_ids, by, problems, f"import round {r}")
+        print(f"    import round {r}: {sum(map(len, by.values()))} stored, {finished} imports "
+              f"finished, {killed} killed")
+    return problems
+
+
 def search_spot_check(server, ledger, rng, problems, samples=4):
     """SEARCH TEXT for a few stored messages' unique ids in every mailbox seen: the answer must
     be exactly the UIDs holding that message (the index may lag after a kill, SEARCH may not)."""
@@ -593,17 +660,18 @@ def main():
     rng = random.Random(seed)
     root, what = mailserver.corpus_dir(source_root)
     corpus = pick_messages(root, rng, 400)
-    only = os.environ.get("MAILACCESS_CRASH_SCENARIOS", "append,lmtp,copymove,deliver").split(",")
+    only = os.environ.get("MAILACCESS_CRASH_SCENARIOS", "append,lmtp,copymove,deliver,import").split(",")
     print(f"crash safety on {backend}: seed {seed} (MAILACCESS_CRASH_SEED={seed} replays it), "
           f"corpus: {what} ({len(corpus)} messages picked), {ROUNDS} kills per scenario, "
           f"{CLIENTS} clients (scale {SCALE})", flush=True)
-    users = ("appender", "lmtpuser", "copier", "deliverer")
+    users = ("appender", "lmtpuser", "copier", "deliverer", "importer")
     ledger = Ledger()
     failures = []
     with Server(exe, plugin_dir, listeners=("imap", "lmtp"), users=users, backend=backend,
                 prefix="mailaccess-crash-") as server:
         for name, fn in (("append", scenario_append), ("lmtp", scenario_lmtp),
-                         ("copymove", scenario_copymove), ("deliver", scenario_deliver)):
+                         ("copymove", scenario_copymove), ("deliver", scenario_deliver),
+                         ("import", scenario_import)):
             if name not in only:
                 continue
             t0 = time.monotonic()
