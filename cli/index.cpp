@@ -239,7 +239,12 @@ std::vector<MailboxReport> survey(IndexCore& core, const IndexOptions& opts, boo
       }
       if (deep && st.exists && rep.problem.empty()) {
         auto ok = indexer::check_database(core.settings, user, name);
-        if (!ok) rep.problem = ok.error().message;
+        if (!ok && ok.error().code == ErrorCode::Temp) {
+          // Not a finding: the server is indexing this mailbox right now.
+          fmt::print(stderr, "{} {}: not checked: {}\n", user, name, ok.error().message);
+        } else if (!ok) {
+          rep.problem = ok.error().message;
+        }
       }
       std::vector<uint32_t> both;
       std::set_intersection(uids.begin(), uids.end(), st.uids.begin(), st.uids.end(),

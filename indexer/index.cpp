@@ -9,10 +9,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <chrono>
 #include <filesystem>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -505,18 +508,43 @@ MailboxState read_state(const Settings& settings, std::string_view user,
 Result<void> check_database(const Settings& settings, std::string_view user,
                             std::string_view mailbox) noexcept {
   std::string dir = mailbox_dir(settings, user, mailbox);
-  try {
-    std::size_t errors = Xapian::Database::check(dir, Xapian::DBCHECK_SHORT_TREE, nullptr);
-    if (errors > 0) {
-      return tl::unexpected(
-          Error{ErrorCode::Corrupt, fmt::format("{} error(s) in the index", errors), dir});
+  // Xapian's check reads the database's blocks as they are on disk; a writer that commits
+  // meanwhile (the server indexing new mail) may reuse blocks the check is walking, which the
+  // check reports as damage. So a finding counts only if no commit happened during the check;
+  // otherwise the check runs again, for up to 20 s.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::chrono::milliseconds pause(100);
+  while (true) {
+    Xapian::rev before = 0;
+    std::optional<Error> found;
+    try {
+      Xapian::Database db(dir);
+      before = db.get_revision();
+      std::size_t errors = Xapian::Database::check(dir, Xapian::DBCHECK_SHORT_TREE, nullptr);
+      if (errors > 0) {
+        found = Error{ErrorCode::Corrupt, fmt::format("{} error(s) in the index", errors), dir};
+      }
+    } catch (const Xapian::Error& e) {
+      found = Error{ErrorCode::Corrupt, std::string(e.get_type()) + ": " + e.get_msg(), dir};
+    } catch (const std::exception& e) {
+      found = Error{ErrorCode::Corrupt, e.what(), dir};
     }
-    return {};
-  } catch (const Xapian::Error& e) {
-    return tl::unexpected(
-        Error{ErrorCode::Corrupt, std::string(e.get_type()) + ": " + e.get_msg(), dir});
-  } catch (const std::exception& e) {
-    return tl::unexpected(Error{ErrorCode::Corrupt, e.what(), dir});
+    if (!found) return {};
+    bool written = false;
+    try {
+      written = Xapian::Database(dir).get_revision() != before;
+    } catch (const std::exception&) {
+      // Not even openable now: the finding stands.
+    }
+    if (!written) return tl::unexpected(*found);
+    if (std::chrono::steady_clock::now() + pause > deadline) {
+      return tl::unexpected(Error{ErrorCode::Temp,
+                                  "the index was being written throughout the check; run it "
+                                  "again when indexing is done",
+                                  dir});
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(2000));
   }
 }
 

@@ -78,7 +78,9 @@ struct MailboxState {
 /// What the index holds for one mailbox (never fails: problems are reported in `problem`).
 MailboxState read_state(const Settings& settings, std::string_view user,
                         std::string_view mailbox) noexcept;
-/// Runs Xapian's consistency check on a mailbox's database; the error names what is wrong.
+/// Runs Xapian's consistency check on a mailbox's database; the error (Corrupt) names what is
+/// wrong. A finding made while a writer committed is checked again; Temp if the database kept
+/// changing for 20 s.
 Result<void> check_database(const Settings& settings, std::string_view user,
                             std::string_view mailbox) noexcept;
 /// Deletes a mailbox's database (its mailbox is gone).
