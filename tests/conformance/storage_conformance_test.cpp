@@ -296,6 +296,24 @@ class StorageConformance : public ::testing::TestWithParam<std::string> {
 
   Result<std::unique_ptr<spi::Store>> open() { return loaded_->open_store(kUser, root_); }
 
+  // Runs `--child MODE` on this backend until it prints `marker`, then kills it (-9). True if
+  // the marker came and the child died of the signal.
+  bool kill_child_at(const char* mode, const char* marker) {
+    Child c = spawn_child({"--child", mode, GetParam(), root_});
+    EXPECT_GT(c.pid, 0);
+    if (c.pid <= 0) return false;
+    std::vector<std::string> lines;
+    bool reached = read_lines_until(
+        c.out, lines, [&](const auto& l) { return !l.empty() && l.back() == marker; }, 60s);
+    ::kill(c.pid, SIGKILL);
+    int status = wait_child(c.pid);
+    ::close(c.in);
+    ::close(c.out);
+    EXPECT_TRUE(reached) << mode << ": the child never printed " << marker;
+    EXPECT_TRUE(WIFSIGNALED(status));
+    return reached && WIFSIGNALED(status);
+  }
+
   std::unique_ptr<spi::Mailbox> must_open(std::string_view name, bool read_only = false) {
     auto box = store_->open(name, read_only);
     EXPECT_TRUE(box) << name << ": " << (box ? "" : box.error().message);
@@ -841,17 +859,7 @@ TEST_P(StorageConformance, ConcurrentWritersInTwoProcesses) {
 TEST_P(StorageConformance, KilledAppendLeavesNothingVisible) {
   auto before = append(*store_, "INBOX", simple_message("before"));
   ASSERT_TRUE(before);
-  Child c = spawn_child({"--child", "append-hang", GetParam(), root_});
-  ASSERT_GT(c.pid, 0);
-  std::vector<std::string> lines;
-  bool partial = read_lines_until(
-      c.out, lines, [](const auto& l) { return !l.empty() && l.back() == "partial"; }, 60s);
-  ::kill(c.pid, SIGKILL);
-  int status = wait_child(c.pid);
-  ::close(c.in);
-  ::close(c.out);
-  ASSERT_TRUE(partial) << "the child never got half way";
-  EXPECT_TRUE(WIFSIGNALED(status));
+  ASSERT_TRUE(kill_child_at("append-hang", "partial"));
 
   auto reopened = open();
   ASSERT_TRUE(reopened);
@@ -957,17 +965,7 @@ TEST_P(StorageConformance, DroppedBatchLeavesNothing) {
 TEST_P(StorageConformance, KilledBatchLeavesNothingVisible) {
   auto before = append(*store_, "INBOX", simple_message("before"));
   ASSERT_TRUE(before);
-  Child c = spawn_child({"--child", "batch-hang", GetParam(), root_});
-  ASSERT_GT(c.pid, 0);
-  std::vector<std::string> lines;
-  bool staged = read_lines_until(
-      c.out, lines, [](const auto& l) { return !l.empty() && l.back() == "staged"; }, 60s);
-  ::kill(c.pid, SIGKILL);
-  int status = wait_child(c.pid);
-  ::close(c.in);
-  ::close(c.out);
-  ASSERT_TRUE(staged) << "the child never staged its batch";
-  EXPECT_TRUE(WIFSIGNALED(status));
+  ASSERT_TRUE(kill_child_at("batch-hang", "staged"));
   auto reopened = open();
   ASSERT_TRUE(reopened);
   auto box = (*reopened)->open("INBOX", false);
