@@ -973,16 +973,77 @@ std::optional<std::vector<std::string>> Config::get_strings(std::string_view key
   }
 }
 
+namespace {
+
+// `config show` lays out tables and arrays itself and hands only single values to toml++'s
+// formatter. toml++ 3.3.0 decides whether an array fits on one line from log10() of each
+// number in it, which is undefined behaviour for a float between -1 and 1 ([0.5]) and for the
+// most negative integer (found by tests/fuzz). Strings always as basic strings with escapes:
+// toml++ may pick a multi-line literal string for a value that itself holds three single
+// quotes and then prints a file that does not load (also found by tests/fuzz). Keys are bare
+// keys (load refuses any other), so they are printed as they are.
+constexpr auto kShowFlags = toml::toml_formatter::default_flags &
+                            ~(toml::format_flags::allow_literal_strings |
+                              toml::format_flags::allow_multi_line_strings);
+
+void show_inline(std::ostream& out, const toml::node& node) {
+  if (const auto* arr = node.as_array()) {
+    out << '[';
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+      out << (i == 0 ? "" : ", ");
+      show_inline(out, *arr->get(i));
+    }
+    out << ']';
+  } else if (const auto* tbl = node.as_table()) {
+    out << '{';
+    bool first = true;
+    for (auto&& [k, v] : *tbl) {
+      out << (first ? " " : ", ") << k.str() << " = ";
+      show_inline(out, v);
+      first = false;
+    }
+    out << (first ? "}" : " }");
+  } else {
+    out << toml::toml_formatter{node, kShowFlags};
+  }
+}
+
+bool is_array_of_tables(const toml::node& node) {
+  const auto* arr = node.as_array();
+  return arr != nullptr && !arr->empty() && arr->is_array_of_tables();
+}
+
+void show_table(std::ostream& out, const toml::table& table, const std::string& path) {
+  for (auto&& [k, v] : table) {
+    if (v.is_table() || is_array_of_tables(v)) continue;
+    out << k.str() << " = ";
+    show_inline(out, v);
+    out << '\n';
+  }
+  for (auto&& [k, v] : table) {
+    std::string sub = path.empty() ? std::string(k.str()) : path + "." + std::string(k.str());
+    if (const auto* tbl = v.as_table()) {
+      // A table holding only tables needs no header of its own ([listeners]).
+      bool values = tbl->empty() || std::any_of(tbl->begin(), tbl->end(), [](auto&& kv) {
+                      return !kv.second.is_table() && !is_array_of_tables(kv.second);
+                    });
+      if (values) out << "\n[" << sub << "]\n";
+      show_table(out, *tbl, sub);
+    } else if (is_array_of_tables(v)) {
+      for (const auto& elem : *v.as_array()) {
+        out << "\n[[" << sub << "]]\n";
+        show_table(out, *elem.as_table(), sub);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 std::string Config::to_toml() const {
   std::ostringstream out;
   out << "# effective configuration (from " << impl_->source << ")\n";
-  // Strings always as basic strings with escapes: toml++ 3.3.0 may pick a multi-line literal
-  // string for a value that itself holds ''' and then prints a file that does not load (found
-  // by tests/fuzz).
-  constexpr auto flags = toml::toml_formatter::default_flags &
-                         ~(toml::format_flags::allow_literal_strings |
-                           toml::format_flags::allow_multi_line_strings);
-  out << toml::toml_formatter{impl_->root, flags} << "\n";
+  show_table(out, impl_->root, "");
   return out.str();
 }
 

@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
+#include <toml++/toml.h>
 
 namespace mailaccess {
 namespace {
@@ -213,6 +215,41 @@ TEST_F(ConfigTest, InfAndNanAreRefused) {
   EXPECT_EQ(c.error().message, "--set a.c: 'a.c' is inf or nan, which no setting takes");
   EXPECT_FALSE(load_text("[imap]\nx = -nan\n"));
   EXPECT_TRUE(load_text("[imap]\nx = 1.5\n")) << "finite floats are still read";
+}
+
+// Found by tests/fuzz (config): toml++ 3.3.0 sizes an inline array with log10() of each number,
+// undefined for a float between -1 and 1 and for the most negative integer, so `config show` of
+// `--set b.c=[11e-5]` was undefined behaviour. Tables and arrays are now laid out by mailaccess.
+TEST_F(ConfigTest, ShownConfigKeepsArraysOfSmallNumbersAndTables) {
+  std::string text =
+      "[imap]\n"
+      "ratios = [0.5, -0.25, 11e-5, 0.0, 3.0]\n"
+      "ints = [-9223372036854775808, 0, 7]\n"
+      "nested = [[0.125], [], [\"a\", \"b\"]]\n"
+      "inline = [{ x = 0.75, y = \"q\" }, {}]\n"
+      "[[imap.rules]]\n"
+      "name = \"one\"\n"
+      "weights = [0.1]\n"
+      "[imap.rules.sub]\n"
+      "k = 1\n"
+      "[[imap.rules]]\n"
+      "name = \"two\"\n";
+  auto c = load_text(text);
+  ASSERT_TRUE(c) << c.error().message;
+  std::string shown = (*c)->to_toml();
+  auto again = load_text(shown);
+  ASSERT_TRUE(again) << again.error().message << "\n" << shown;
+  auto body = [](const std::string& t) { return t.substr(t.find('\n')); };
+  EXPECT_EQ(body((*again)->to_toml()), body(shown));
+  auto parsed = toml::parse(shown);
+  EXPECT_EQ(parsed.at_path("imap.ratios[1]").value<double>(), -0.25);
+  EXPECT_EQ(parsed.at_path("imap.ratios[2]").value<double>(), 11e-5);
+  EXPECT_EQ(parsed.at_path("imap.ints[0]").value<int64_t>(), INT64_MIN);
+  EXPECT_EQ(parsed.at_path("imap.nested[0][0]").value<double>(), 0.125);
+  EXPECT_EQ(parsed.at_path("imap.inline[0].y").value<std::string>(), "q");
+  EXPECT_EQ(parsed.at_path("imap.rules[0].sub.k").value<int64_t>(), 1);
+  EXPECT_EQ(parsed.at_path("imap.rules[1].name").value<std::string>(), "two");
+  EXPECT_EQ(parsed.at_path("imap.rules[0].weights[0]").value<double>(), 0.1);
 }
 
 // Found by tests/fuzz (config): a value holding ''' and a newline was printed as a multi-line
