@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <span>
 #include <cctype>
 #include <cstring>
 #include <ctime>
@@ -495,20 +496,25 @@ struct PreparedAppend {
                       std::string("mmap: ") + std::strerror(errno));
         }
       }
-      data = std::string_view(static_cast<const char*>(map), map_size);
+      describe(std::string_view(static_cast<const char*>(map), map_size));
     } else {
-      data = memory;
+      describe(memory);
     }
+    return {};
+  }
+
+  // Takes `bytes` as the message (its own, or a caller's that outlives this) and computes the
+  // rest.
+  void describe(std::string_view bytes) {
+    data = bytes;
     digest = sha256(data);
     structure = mime::serialize(mime::parse(data));
     date = options.internal_date.value_or(static_cast<int64_t>(std::time(nullptr)));
     guid = new_guid();
-    return {};
   }
 };
 
-// Writes a prepared message into `box` (the caller saves the mailbox record and notes the
-// change once per transaction).
+// Writes a prepared message into `box` (put_messages saves the mailbox record).
 Result<uint32_t> put_prepared(Txn& txn, MailboxRecord& box, const PreparedAppend& m) {
   if (box.no_select) return fail(ErrorCode::NotPossible, "Mailbox can't hold messages");
   auto content_id = next_counter(txn, kMetaNextContentId, 1);
@@ -534,6 +540,25 @@ Result<uint32_t> put_prepared(Txn& txn, MailboxRecord& box, const PreparedAppend
   rec.guid = m.guid;
   rec.content_id = *content_id;
   return add_message(txn, box, std::move(rec));
+}
+
+// Writes prepared messages into the mailbox `name`, in order, with one update of its record and
+// one change note: what a single APPEND, a batch and bulk_append() all do in their transaction.
+Result<std::vector<uint32_t>> put_messages(Txn& txn, const std::string& name,
+                                           std::span<const std::unique_ptr<PreparedAppend>> all) {
+  auto box = load_by_name(txn, name);
+  if (!box) return tl::unexpected(box.error());
+  if (!*box) return no_mailbox();
+  std::vector<uint32_t> uids;
+  uids.reserve(all.size());
+  for (const auto& m : all) {
+    auto uid = put_prepared(txn, **box, *m);
+    if (!uid) return tl::unexpected(uid.error());
+    uids.push_back(*uid);
+  }
+  if (auto s = save_mailbox(txn, **box); !s) return tl::unexpected(s.error());
+  if (auto c = note_change(txn, name); !c) return tl::unexpected(c.error());
+  return uids;
 }
 
 // Messages of a batch, prepared and waiting for the batch's one write transaction.
@@ -580,18 +605,11 @@ class LmdbAppendStream final : public spi::AppendStream {
       }
       return 0u;
     }
-    auto uid = ctx_->env->write([&](Txn& txn) -> Result<uint32_t> {
-      auto box = load_by_name(txn, mailbox_);
-      if (!box) return tl::unexpected(box.error());
-      if (!*box) return no_mailbox();
-      auto uid = put_prepared(txn, **box, *m_);
-      if (!uid) return uid;
-      if (auto s = save_mailbox(txn, **box); !s) return tl::unexpected(s.error());
-      if (auto c = note_change(txn, mailbox_); !c) return tl::unexpected(c.error());
-      return uid;
-    });
-    if (uid) m_.reset();
-    return uid;
+    auto uids = ctx_->env->write(
+        [&](Txn& txn) { return put_messages(txn, mailbox_, std::span(&m_, 1)); });
+    if (!uids) return tl::unexpected(uids.error());
+    m_.reset();
+    return uids->front();
   }
 
  private:
@@ -660,21 +678,7 @@ class LmdbAppendBatch final : public spi::AppendBatch {
     auto staged = std::move(state_->staged);
     state_->staged.clear();
     if (staged.empty()) return std::vector<uint32_t>{};
-    return ctx_->env->write([&](Txn& txn) -> Result<std::vector<uint32_t>> {
-      auto box = load_by_name(txn, mailbox_);
-      if (!box) return tl::unexpected(box.error());
-      if (!*box) return no_mailbox();
-      std::vector<uint32_t> uids;
-      uids.reserve(staged.size());
-      for (const auto& m : staged) {
-        auto uid = put_prepared(txn, **box, *m);
-        if (!uid) return tl::unexpected(uid.error());
-        uids.push_back(*uid);
-      }
-      if (auto s = save_mailbox(txn, **box); !s) return tl::unexpected(s.error());
-      if (auto c = note_change(txn, mailbox_); !c) return tl::unexpected(c.error());
-      return uids;
-    });
+    return ctx_->env->write([&](Txn& txn) { return put_messages(txn, mailbox_, staged); });
   }
 
  private:
@@ -1388,43 +1392,13 @@ Result<void> bulk_append(const std::string& path, std::string_view mailbox,
   if (!env) return tl::unexpected(env.error());
   for (std::size_t from = 0; from < messages.size(); from += kPerTransaction) {
     std::size_t to = std::min(messages.size(), from + kPerTransaction);
-    std::vector<std::pair<std::string, std::string>> prepared;  // (sha256, structure)
+    std::vector<std::unique_ptr<PreparedAppend>> prepared;
     for (std::size_t i = from; i < to; ++i) {
-      prepared.emplace_back(sha256(messages[i]), mime::serialize(mime::parse(messages[i])));
+      prepared.push_back(std::make_unique<PreparedAppend>());
+      prepared.back()->describe(messages[i]);
     }
-    auto done = (*env)->write([&](Txn& txn) -> Result<void> {
-      auto box = load_by_name(txn, *name);
-      if (!box) return tl::unexpected(box.error());
-      if (!*box) return no_mailbox();
-      for (std::size_t i = from; i < to; ++i) {
-        std::string_view data = messages[i];
-        auto content_id = next_counter(txn, kMetaNextContentId, 1);
-        if (!content_id) return tl::unexpected(content_id.error());
-        for (std::size_t at = 0, c = 0; at < data.size(); at += kChunkBytes, ++c) {
-          auto p = txn.put(txn.db().chunks, chunk_key(*content_id, static_cast<uint32_t>(c)),
-                           data.substr(at, kChunkBytes));
-          if (!p) return p;
-        }
-        ContentRecord content;
-        content.refcount = 1;
-        content.size = data.size();
-        content.sha256 = prepared[i - from].first;
-        content.structure = prepared[i - from].second;
-        if (auto p = txn.put(txn.db().contents, content_key(*content_id), encode(content)); !p) {
-          return p;
-        }
-        MessageRecord rec;
-        rec.internal_date = static_cast<int64_t>(std::time(nullptr));
-        rec.size = data.size();
-        rec.guid = new_guid();
-        rec.content_id = *content_id;
-        auto uid = add_message(txn, **box, std::move(rec));
-        if (!uid) return tl::unexpected(uid.error());
-      }
-      if (auto s = save_mailbox(txn, **box); !s) return s;
-      return note_change(txn, *name);
-    });
-    if (!done) return done;
+    auto done = (*env)->write([&](Txn& txn) { return put_messages(txn, *name, prepared); });
+    if (!done) return tl::unexpected(done.error());
   }
   return {};
 }

@@ -153,10 +153,80 @@ struct StagedAppend {
 // that were never committed, so nothing of them stays behind or becomes visible.
 struct BatchState {
   std::vector<StagedAppend> staged;
-  ~BatchState() {
+  void discard() {
     for (const auto& s : staged) ::unlink(s.tmp.c_str());
+    staged.clear();
   }
+  ~BatchState() { discard(); }
 };
+
+// Moves messages whose files are durable in tmp/ into cur/, in the order given, and records
+// them: under the folder lock one rename each, then one fsync of cur/ and one uidlist append for
+// all of them. Then caches the parse of each message small enough and publishes the change.
+// On failure none of them is visible: files already renamed are removed again (the tmp/ files
+// of the others stay, for the caller). A crash after the renames and before the uidlist append
+// leaves complete files in cur/ without records, which the next sync adopts.
+Result<std::vector<uint32_t>> commit_to_cur(StoreState& st, Folder& folder,
+                                            const std::vector<StagedAppend>& staged) {
+  std::vector<uint32_t> uids;
+  std::vector<std::string> created;
+  std::vector<std::pair<std::string, std::string>> parse;  // (guid, path)
+  {
+    auto lock = folder.lock();
+    if (!lock) return tl::unexpected(lock.error());
+    std::vector<std::string> keywords;
+    for (const auto& s : staged) {
+      keywords.insert(keywords.end(), s.options.flags.keywords.begin(),
+                      s.options.flags.keywords.end());
+    }
+    std::sort(keywords.begin(), keywords.end());
+    keywords.erase(std::unique(keywords.begin(), keywords.end()), keywords.end());
+    if (auto k = folder.add_keywords_locked(keywords); !k) return tl::unexpected(k.error());
+    auto& list = folder.list();
+    uint32_t next_uid = list.uidnext();
+    uint64_t modseq = list.highest_modseq() + 1;
+    std::string records;
+    CurStamp cur_stamp(folder);
+    auto undo = [&](Error error) -> Result<std::vector<uint32_t>> {
+      // Not acknowledged, so not visible either.
+      for (const auto& path : created) ::unlink(path.c_str());
+      return tl::unexpected(std::move(error));
+    };
+    for (const auto& s : staged) {
+      std::string file =
+          make_file_name(s.base, s.size, info_from_flags(s.options.flags, "", folder.keywords()));
+      std::string final_path = folder.cur_path(file);
+      cur_stamp.before();
+      if (::rename(s.tmp.c_str(), final_path.c_str()) != 0) {
+        return undo(sys_error("rename", final_path, errno));
+      }
+      cur_stamp.after();
+      created.push_back(final_path);
+      Entry e;
+      e.uid = next_uid++;
+      e.modseq = modseq;
+      e.internal_date = s.internal_date;
+      e.tz = s.options.internal_tz;
+      e.file = file;
+      Uidlist::add_record(records, e);
+      uids.push_back(e.uid);
+      if (s.size <= kParseOnAppendMax) parse.emplace_back(s.base, final_path);
+    }
+    cur_stamp.record(records);
+    auto durable = fsync_dir(folder.dir() + "/cur");
+    crash_point("renamed");
+    if (durable) durable = list.append(records);
+    if (!durable) return undo(durable.error());
+  }
+  for (const auto& [guid, path] : parse) {
+    if (auto fd = open_message_file(path)) {
+      if (auto data = read_whole(*fd, path)) parse_and_cache(*st.cache, guid, *data);
+      ::close(*fd);
+    }
+  }
+  st.publish(folder.name());
+  return uids;
+}
 
 class MaildirAppend final : public spi::AppendStream {
  public:
@@ -210,52 +280,10 @@ class MaildirAppend final : public spi::AppendStream {
     if (durable_fsync(fd_) != 0) return tl::unexpected(sys_error("fsync", tmp_, errno));
     ::close(fd_);
     fd_ = -1;
-
-    uint32_t uid = 0;
-    std::string final_path;
-    {
-      auto lock = folder_->lock();
-      if (!lock) return tl::unexpected(lock.error());
-      if (auto k = folder_->add_keywords_locked(options_.flags.keywords); !k) {
-        return tl::unexpected(k.error());
-      }
-      std::string info = info_from_flags(options_.flags, "", folder_->keywords());
-      std::string file = make_file_name(base_, size_, info);
-      final_path = folder_->cur_path(file);
-      CurStamp cur_stamp(*folder_);
-      cur_stamp.before();
-      if (::rename(tmp_.c_str(), final_path.c_str()) != 0) {
-        return tl::unexpected(sys_error("rename", final_path, errno));
-      }
-      cur_stamp.after();
-      auto& list = folder_->list();
-      Entry e;
-      e.uid = list.uidnext();
-      e.modseq = list.highest_modseq() + 1;
-      e.internal_date = idate;
-      e.tz = options_.internal_tz;
-      e.file = file;
-      std::string record;
-      Uidlist::add_record(record, e);
-      cur_stamp.record(record);
-      auto durable = fsync_dir(folder_->dir() + "/cur");
-      if (durable) durable = list.append(record);
-      if (!durable) {
-        // Not acknowledged, so not visible either.
-        ::unlink(final_path.c_str());
-        return tl::unexpected(durable.error());
-      }
-      uid = e.uid;
-      committed_ = true;
-    }
-    if (size_ <= kParseOnAppendMax) {
-      if (auto fd = open_message_file(final_path)) {
-        if (auto data = read_whole(*fd, final_path)) parse_and_cache(*st_->cache, base_, *data);
-        ::close(*fd);
-      }
-    }
-    st_->publish(folder_->name());
-    return uid;
+    auto uids = commit_to_cur(*st_, *folder_, {StagedAppend{tmp_, base_, size_, idate, options_}});
+    if (!uids) return tl::unexpected(uids.error());
+    committed_ = true;
+    return uids->front();
   }
 
  private:
@@ -301,10 +329,8 @@ class MaildirAppend final : public spi::AppendStream {
 };
 
 // A batch makes its messages durable and visible with one pass of fsync() over their files
-// (writeback started as each was written, so they share journal commits), one rename each, one
-// fsync of cur/ and one uidlist append, where single appends pay the three syncs per message.
-// A crash before the uidlist append leaves files in cur/ without records: the next sync adopts
-// them (they were durable before the rename), so a message is lost or half-visible in no case.
+// (writeback started as each was written, so they share journal commits), then commit_to_cur()
+// for all of them at once, where single appends pay the three syncs per message.
 class MaildirBatch final : public spi::AppendBatch {
  public:
   MaildirBatch(std::shared_ptr<StoreState> st, std::shared_ptr<Folder> folder)
@@ -329,19 +355,14 @@ class MaildirBatch final : public spi::AppendBatch {
     } catch (const std::exception& e) {
       done = fail(ErrorCode::Internal, "Storage error", e.what());
     }
-    if (!done) {
-      // Discarded, so that the batch starts afresh.
-      for (const auto& s : state_->staged) ::unlink(s.tmp.c_str());
-      state_->staged.clear();
-    }
+    if (!done) state_->discard();  // so that the batch starts afresh
     return done;
   }
 
  private:
   Result<std::vector<uint32_t>> commit_staged() {
     auto& staged = state_->staged;
-    std::vector<uint32_t> uids;
-    if (staged.empty()) return uids;
+    if (staged.empty()) return std::vector<uint32_t>{};
     // 1. Every file durable before any becomes visible.
     if (fsync_enabled()) {
       for (const auto& s : staged) {
@@ -352,63 +373,9 @@ class MaildirBatch final : public spi::AppendBatch {
         if (err != 0) return tl::unexpected(sys_error("fsync", s.tmp, err));
       }
     }
-    // 2. Into cur/ and into the uidlist under the folder lock, in the order added.
-    std::vector<std::string> created;
-    std::vector<std::pair<std::string, std::string>> parse;  // (guid, path)
-    {
-      auto lock = folder_->lock();
-      if (!lock) return tl::unexpected(lock.error());
-      std::vector<std::string> keywords;
-      for (const auto& s : staged) {
-        keywords.insert(keywords.end(), s.options.flags.keywords.begin(),
-                        s.options.flags.keywords.end());
-      }
-      std::sort(keywords.begin(), keywords.end());
-      keywords.erase(std::unique(keywords.begin(), keywords.end()), keywords.end());
-      if (auto k = folder_->add_keywords_locked(keywords); !k) return tl::unexpected(k.error());
-      auto& list = folder_->list();
-      uint32_t next_uid = list.uidnext();
-      uint64_t modseq = list.highest_modseq() + 1;
-      std::string records;
-      CurStamp cur_stamp(*folder_);
-      auto undo = [&](Error error) -> Result<std::vector<uint32_t>> {
-        for (const auto& path : created) ::unlink(path.c_str());
-        return tl::unexpected(std::move(error));
-      };
-      for (const auto& s : staged) {
-        std::string file =
-            make_file_name(s.base, s.size, info_from_flags(s.options.flags, "", folder_->keywords()));
-        std::string final_path = folder_->cur_path(file);
-        cur_stamp.before();
-        if (::rename(s.tmp.c_str(), final_path.c_str()) != 0) {
-          return undo(sys_error("rename", final_path, errno));
-        }
-        cur_stamp.after();
-        created.push_back(final_path);
-        Entry e;
-        e.uid = next_uid++;
-        e.modseq = modseq;
-        e.internal_date = s.internal_date;
-        e.tz = s.options.internal_tz;
-        e.file = file;
-        Uidlist::add_record(records, e);
-        uids.push_back(e.uid);
-        if (s.size <= kParseOnAppendMax) parse.emplace_back(s.base, final_path);
-      }
-      cur_stamp.record(records);
-      auto durable = fsync_dir(folder_->dir() + "/cur");
-      crash_point("batch-renamed");
-      if (durable) durable = list.append(records);
-      if (!durable) return undo(durable.error());
-    }
-    staged.clear();
-    for (const auto& [guid, path] : parse) {
-      if (auto fd = open_message_file(path)) {
-        if (auto data = read_whole(*fd, path)) parse_and_cache(*st_->cache, guid, *data);
-        ::close(*fd);
-      }
-    }
-    st_->publish(folder_->name());
+    // 2. Into cur/ and the uidlist, in the order added.
+    auto uids = commit_to_cur(*st_, *folder_, staged);
+    if (uids) staged.clear();
     return uids;
   }
 

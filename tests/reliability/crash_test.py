@@ -432,6 +432,19 @@ def scenario_copymove(server, rng, corpus, ledger, deadline):
     return problems
 
 
+def reap(p, timeout):
+    """(exit code, stderr) of a CLI process; the code is None if it hung and was killed."""
+    try:
+        code = p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        code = None
+    err = p.stderr.read()
+    p.stderr.close()
+    return code, err
+
+
 def scenario_deliver(server, rng, corpus, ledger, deadline):
     """`mailaccess deliver` processes killed mid-delivery (the server keeps running)."""
     user = "deliverer"
@@ -469,16 +482,11 @@ def scenario_deliver(server, rng, corpus, ledger, deadline):
                 p.send_signal(signal.SIGKILL)
                 killed_total += 1
         for (ident, data, p), t in zip(procs, writers):
-            try:
-                code = p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            code, err = reap(p, 60)
+            if code is None:
                 problems.append(f"deliver round {r}: {ident} hung")
                 continue
             t.join(timeout=10)
-            err = p.stderr.read()
-            p.stderr.close()
             all_ids.append(ident)
             if code == 0:
                 ledger.acked[ident] = ("INBOX", None)
@@ -543,15 +551,9 @@ def scenario_import(server, rng, corpus, ledger, deadline):
             # a second, a Maildir one (a sync per file) a few seconds.
             time.sleep(rng.uniform(0.02, 0.4 if server.backend == "lmdb" else 2.5))
             p.send_signal(signal.SIGKILL)
-        try:
-            code = p.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        code, err = reap(p, 120)
+        if code is None:
             problems.append(f"import round {r}: hung")
-            code = None
-        err = p.stderr.read()
-        p.stderr.close()
         all_ids += idents
         if code == 0:
             finished += 1

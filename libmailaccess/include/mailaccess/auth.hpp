@@ -10,16 +10,19 @@
 
 namespace mailaccess {
 
+/// The core's Auth: what plugins see (spi::Auth) and what the host does on a reload.
+class CoreAuth : public spi::Auth {
+ public:
+  /// Applies a reloaded config (SIGHUP): the passwd file, the mechanisms and the failure delays
+  /// and limits take effect for the next login; failures counted so far are kept.
+  virtual void reconfigure(const Config& config) noexcept = 0;
+};
+
 /// The Auth service for a server: passwd-file lookups, constant-time checks, a growing delay
 /// after failures per peer address and per user, SASL PLAIN and LOGIN.
 /// Reads config->passwd_file() on first use and again whenever the file changes. The returned
 /// object is thread-safe; verify() answers on ctx.loop (see spi::Auth).
-std::unique_ptr<spi::Auth> make_auth(std::shared_ptr<const Config> config);
-
-/// Applies a reloaded config (SIGHUP) to an Auth from make_auth: the passwd file, the
-/// mechanisms and the failure delays and limits take effect for the next login; failures
-/// counted so far are kept. Any other Auth is left as it is.
-void reconfigure_auth(spi::Auth& auth, const Config& config) noexcept;
+std::unique_ptr<CoreAuth> make_auth(std::shared_ptr<const Config> config);
 
 /// A SASL exchange for "PLAIN" (RFC 4616) or "LOGIN" (draft-murchison-sasl-login),
 /// case-insensitive; nullptr for any other mechanism. The exchange only decodes credentials:

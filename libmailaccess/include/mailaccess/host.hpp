@@ -38,7 +38,7 @@ class CoreHost final : public spi::Host {
   /// The typed config (same snapshot as config()).
   std::shared_ptr<const Config> core_config() const noexcept;
   /// Replaces the config snapshot (SIGHUP). Sessions keep the snapshot they started with.
-  /// The auth.* settings apply to the next login (reconfigure_auth; failure counts stay);
+  /// The auth.* settings apply to the next login (CoreAuth::reconfigure; failure counts stay);
   /// the storage settings apply to stores opened afterwards.
   void set_config(std::shared_ptr<const Config> config) noexcept;
   /// Keys declared by plugins so far (for Config::validate_plugins).

@@ -315,17 +315,21 @@ void answer_after(spi::EventLoop* loop, std::chrono::milliseconds delay,
   (*holder)->arm(delay);
 }
 
-class PasswdFileAuth final : public spi::Auth {
+class PasswdFileAuth final : public CoreAuth {
  public:
   explicit PasswdFileAuth(std::shared_ptr<const Config> config)
       : shared_(std::make_shared<Shared>(config->passwd_file(), policy_of(*config))),
         mechanisms_(config->auth_mechanisms()) {}
 
-  void reconfigure(const Config& config) {
-    shared_->db.set_path(config.passwd_file());
-    shared_->failures.set_policy(policy_of(config));
-    std::lock_guard lock(mutex_);
-    mechanisms_ = config.auth_mechanisms();
+  void reconfigure(const Config& config) noexcept override {
+    try {
+      shared_->db.set_path(config.passwd_file());
+      shared_->failures.set_policy(policy_of(config));
+      std::lock_guard lock(mutex_);
+      mechanisms_ = config.auth_mechanisms();
+    } catch (const std::exception& e) {
+      auth_log(fmt::format("the reloaded auth settings were not applied: {}", e.what()));
+    }
   }
 
   void verify(std::string_view user, std::string_view password, const spi::AuthContext& ctx,
@@ -422,16 +426,8 @@ class PasswdFileAuth final : public spi::Auth {
 
 }  // namespace
 
-std::unique_ptr<spi::Auth> make_auth(std::shared_ptr<const Config> config) {
+std::unique_ptr<CoreAuth> make_auth(std::shared_ptr<const Config> config) {
   return std::make_unique<PasswdFileAuth>(std::move(config));
-}
-
-void reconfigure_auth(spi::Auth& auth, const Config& config) noexcept {
-  try {
-    if (auto* ours = dynamic_cast<PasswdFileAuth*>(&auth)) ours->reconfigure(config);
-  } catch (const std::exception& e) {
-    auth_log(fmt::format("the reloaded auth settings were not applied: {}", e.what()));
-  }
 }
 
 }  // namespace mailaccess

@@ -15,7 +15,7 @@ namespace mailaccess {
 struct CoreHost::Impl {
   mutable std::shared_mutex mutex;
   std::shared_ptr<const Config> config;
-  std::unique_ptr<spi::Auth> auth;
+  std::unique_ptr<CoreAuth> auth;
   std::unique_ptr<spi::ChangeBus> bus;
   std::vector<spi::ConfigKey> declared;
   std::map<std::string, spi::ProtocolFactory*, std::less<>> protocols;
@@ -61,7 +61,7 @@ std::shared_ptr<const Config> CoreHost::core_config() const noexcept {
 }
 
 void CoreHost::set_config(std::shared_ptr<const Config> config) noexcept {
-  if (config) reconfigure_auth(*impl_->auth, *config);
+  if (config) impl_->auth->reconfigure(*config);
   std::unique_lock lock(impl_->mutex);
   impl_->config = std::move(config);
 }

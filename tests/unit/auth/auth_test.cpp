@@ -435,7 +435,7 @@ TEST_F(AuthTest, ReloadedSettingsApplyToTheNextLoginAndCountsStay) {
   using ms = std::chrono::milliseconds;
   for (int i = 0; i < 3; ++i) ASSERT_FALSE(verify(*auth, &loop, "ann", "x", "192.0.2.9"));
   // Three failures so far; a reload lowers the limit to three and changes the delays.
-  reconfigure_auth(*auth, *config({"auth.max_failures_per_ip=3", "auth.max_failures_per_user=0",
+  auth->reconfigure(*config({"auth.max_failures_per_ip=3", "auth.max_failures_per_user=0",
                                    "auth.failure_delay_ms=50", "auth.max_failure_delay_ms=400",
                                    "auth.mechanisms=[\"PLAIN\"]"}));
   loop.armed_for_.clear();
@@ -454,7 +454,7 @@ TEST_F(AuthTest, ReloadedSettingsApplyToTheNextLoginAndCountsStay) {
   EXPECT_NE(auth->sasl("plain"), nullptr);
   // Another passwd file: read from the next lookup on.
   std::ofstream(dir_ + "/other") << "zoe:{PLAIN}z\n";
-  reconfigure_auth(*auth, *config({"auth.passwd_file=\"other\""}));
+  auth->reconfigure(*config({"auth.passwd_file=\"other\""}));
   EXPECT_TRUE(auth->lookup("zoe"));
   EXPECT_EQ(auth->lookup("ann").error().code, ErrorCode::NotFound);
 }

@@ -556,7 +556,7 @@ TEST_F(MaildirTest, BatchKilledBeforeItsUidlistRecordIsAdoptedWhole) {
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    ::setenv("MAILACCESS_MAILDIR_CRASH_AT", "batch-renamed", 1);
+    ::setenv("MAILACCESS_MAILDIR_CRASH_AT", "renamed", 1);
     MaildirBackend backend;
     auto bus = make_change_bus();
     auto child = backend.open_store(spi::StoreLocation{"alice", root_}, *bus);
